@@ -1,0 +1,174 @@
+//! Typed YAML configuration: the model (`model.rs`), value types written as text
+//! (`units.rs`), checks across keys (`validate.rs`) and where each key sits in the file
+//! (`source_map.rs`), so that every problem is reported as `file:line:col: message`.
+
+mod model;
+mod source_map;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+pub use source_map::{Position, SourceMap};
+pub use units::{ByteSize, HumanDuration, Method};
+
+/// One problem in a config file, placed where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is the file itself (unreadable).
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every problem found in one config file, one per line when displayed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A problem found after parsing, named by its key path (`routes[2].upstream`); the loaded
+/// config turns it into a [`ConfigError`] with a position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A parsed and checked config, with relative file paths resolved against the config's
+/// folder, and the map that places later problems in the file.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub path: PathBuf,
+    source_map: SourceMap,
+}
+
+impl LoadedConfig {
+    /// Places problems found while building the runtime (certificate files, route conflicts).
+    pub fn locate(&self, problems: Vec<Invalid>) -> ConfigErrors {
+        ConfigErrors(
+            problems
+                .into_iter()
+                .map(|problem| {
+                    let Position { line, col } = self.source_map.locate(&problem.key);
+                    ConfigError {
+                        file: self.path.clone(),
+                        line,
+                        col,
+                        message: format!("{}: {}", problem.key, problem.message),
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Reads, parses and checks a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read config file: {err}"),
+        }])
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, path, base)
+}
+
+/// Parses and checks config text; `path` names it in errors, relative file paths resolve
+/// against `base`.
+pub fn parse(text: &str, path: &Path, base: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let mut config: Config = serde_yaml::from_str(text).map_err(|err| {
+        let (line, col) = err
+            .location()
+            .map(|at| (at.line(), at.column()))
+            .unwrap_or((1, 1));
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line,
+            col,
+            message: strip_serde_position(&err.to_string()),
+        }])
+    })?;
+    resolve_paths(&mut config, base);
+    let loaded = LoadedConfig {
+        config,
+        path: path.to_owned(),
+        source_map: SourceMap::build(text),
+    };
+    let problems = validate::validate(&loaded.config);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(loaded.locate(problems))
+    }
+}
+
+/// serde_yaml ends its messages with " at line L column C"; we print the position first.
+fn strip_serde_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn resolve_paths(config: &mut Config, base: &Path) {
+    let resolve = |path: &mut PathBuf| {
+        if path.is_relative() {
+            *path = base.join(&*path);
+        }
+    };
+    let tls = &mut config.server.tls;
+    resolve(&mut tls.cert);
+    resolve(&mut tls.key);
+    tls.client_ca.iter_mut().for_each(resolve);
+    for upstream in config.upstreams.values_mut() {
+        if let Some(tls) = &mut upstream.tls {
+            tls.ca.iter_mut().for_each(resolve);
+            tls.client_cert.iter_mut().for_each(resolve);
+            tls.client_key.iter_mut().for_each(resolve);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Checks that need more than one key or more than a type: names are unique, routes name an
+//! upstream that exists, URLs and origins are well formed, limits are within what the server
+//! can honour. Files referenced by the config are checked when the runtime is built.
+
+use std::collections::HashSet;
+
+use super::{Config, CorsConfig, Invalid, UpstreamConfig};
+
+/// hyper refuses a read buffer smaller than this; headers must fit in it.
+const MIN_HEADER_SIZE: u64 = 8 * 1024;
+
+pub fn validate(config: &Config) -> Vec<Invalid> {
+    let mut problems = Vec::new();
+    check_server(config, &mut problems);
+    for (name, upstream) in &config.upstreams {
+        check_upstream(&format!("upstreams.{name}"), upstream, &mut problems);
+    }
+    check_routes(config, &mut problems);
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        problems.push(Invalid::new(
+            "log.level",
+            format!("invalid log filter: {err}"),
+        ));
+    }
+    problems
+}
+
+fn check_server(config: &Config, problems: &mut Vec<Invalid>) {
+    let limits = &config.server.limits;
+    if limits.max_header_size.0 < MIN_HEADER_SIZE {
+        problems.push(Invalid::new(
+            "server.limits.max_header_size",
+            "must be at least 8KiB",
+        ));
+    }
+    if limits.max_connections == 0 {
+        problems.push(Invalid::new(
+            "server.limits.max_connections",
+            "must be at least 1",
+        ));
+    }
+    if limits.http2_max_concurrent_streams == 0 {
+        problems.push(Invalid::new(
+            "server.limits.http2_max_concurrent_streams",
+            "must be at least 1",
+        ));
+    }
+    if config.server.listen == config.admin.listen {
+        problems.push(Invalid::new(
+            "admin.listen",
+            "the admin listener must not share the proxy listener's address",
+        ));
+    }
+}
+
+fn check_upstream(key: &str, upstream: &UpstreamConfig, problems: &mut Vec<Invalid>) {
+    let url_key = format!("{key}.url");
+    match upstream.url.parse::<http::Uri>() {
+        Err(err) => problems.push(Invalid::new(&url_key, format!("invalid URL: {err}"))),
+        Ok(uri) => {
+            match uri.scheme_str() {
+                Some("http") | Some("https") => {}
+                _ => problems.push(Invalid::new(
+                    &url_key,
+                    "the URL must start with http:// or https://",
+                )),
+            }
+            if uri.host().is_none_or(str::is_empty) {
+                problems.push(Invalid::new(&url_key, "the URL has no host"));
+            }
+            if uri.query().is_some() {
+                problems.push(Invalid::new(&url_key, "the URL must not carry a query"));
+            }
+            if upstream.tls.is_some() && uri.scheme_str() != Some("https") {
+                problems.push(Invalid::new(
+                    format!("{key}.tls"),
+                    "tls is configured but the URL is not https://",
+                ));
+            }
+        }
+    }
+    if let Some(tls) = &upstream.tls {
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            problems.push(Invalid::new(
+                format!("{key}.tls"),
+                "client_cert and client_key must be given together",
+            ));
+        }
+    }
+}
+
+fn check_routes(config: &Config, problems: &mut Vec<Invalid>) {
+    let mut names = HashSet::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let name_ok = !route.name.is_empty()
+            && route
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok {
+            problems.push(Invalid::new(
+                format!("{key}.name"),
+                "a route name is letters, digits, '-', '_' or '.'",
+            ));
+        } else if !names.insert(route.name.as_str()) {
+            problems.push(Invalid::new(
+                format!("{key}.name"),
+                format!("route name {:?} is used twice", route.name),
+            ));
+        }
+        if !route.path.starts_with('/') {
+            problems.push(Invalid::new(
+                format!("{key}.path"),
+                "a path template starts with '/'",
+            ));
+        }
+        if route.methods.is_empty() {
+            problems.push(Invalid::new(
+                format!("{key}.methods"),
+                "list the methods this route accepts",
+            ));
+        }
+        if !config.upstreams.contains_key(&route.upstream) {
+            let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+            problems.push(Invalid::new(
+                format!("{key}.upstream"),
+                format!(
+                    "unknown upstream {:?} (defined: {})",
+                    route.upstream,
+                    known.join(", ")
+                ),
+            ));
+        }
+        if let Some(cors) = &route.cors {
+            check_cors(&format!("{key}.cors"), cors, problems);
+        }
+    }
+}
+
+fn check_cors(key: &str, cors: &CorsConfig, problems: &mut Vec<Invalid>) {
+    if cors.allowed_origins.is_empty() {
+        problems.push(Invalid::new(
+            format!("{key}.allowed_origins"),
+            "list at least one origin",
+        ));
+    }
+    for (i, origin) in cors.allowed_origins.iter().enumerate() {
+        let origin_key = format!("{key}.allowed_origins[{i}]");
+        if origin == "*" {
+            if cors.allow_credentials {
+                problems.push(Invalid::new(
+                    origin_key,
+                    "'*' cannot be combined with allow_credentials: name the origins",
+                ));
+            }
+            continue;
+        }
+        let well_formed = origin.parse::<http::Uri>().is_ok_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some()
+                && uri.path_and_query().is_none_or(|pq| pq.as_str() == "/")
+                && !origin.ends_with('/')
+        });
+        if !well_formed {
+            problems.push(Invalid::new(
+                origin_key,
+                format!("{origin:?} is not an origin such as https://consult.example.org"),
+            ));
+        }
+    }
+}

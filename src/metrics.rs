@@ -1,0 +1,168 @@
+//! Every metric the gateway exports, registered in one place. Each gateway instance owns its
+//! registry (tests run several in one process); the admin listener renders it. The README's
+//! metrics list mirrors this file.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds, from sub-millisecond proxying to slow uploads.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// `route`, `method`, `status_class` (`2xx`..`5xx`).
+    pub requests_total: IntCounterVec,
+    /// `route`; time until the response head is ready.
+    pub request_duration: HistogramVec,
+    /// `upstream`; time until the upstream's response head arrived.
+    pub upstream_duration: HistogramVec,
+    /// `upstream`, `kind` (connect, connect_timeout, response_timeout, broken, ...).
+    pub upstream_errors: IntCounterVec,
+    /// `reason` (the normalizer's rejection kind).
+    pub path_rejections: IntCounterVec,
+    pub active_connections: IntGauge,
+    pub connections_rejected: IntCounter,
+    pub tls_handshake_errors: IntCounter,
+    /// Expiry of the listener's certificate, Unix seconds.
+    pub tls_cert_expiry: IntGauge,
+    /// `result` (`ok`, `error`).
+    pub config_reloads: IntCounterVec,
+    pub websocket_sessions: IntCounter,
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests_total = IntCounterVec::new(
+            Opts::new("wardgate_requests_total", "Requests answered, by route, method and status class"),
+            &["route", "method", "status_class"],
+        );
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("wardgate_request_duration_seconds", "Time to the response head, by route")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        );
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new("wardgate_upstream_duration_seconds", "Time to the upstream's response head, by upstream")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["upstream"],
+        );
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("wardgate_upstream_errors_total", "Failed upstream calls, by upstream and kind"),
+            &["upstream", "kind"],
+        );
+        let path_rejections = IntCounterVec::new(
+            Opts::new("wardgate_path_rejections_total", "Requests refused by path normalization, by reason"),
+            &["reason"],
+        );
+        let metrics = Metrics {
+            requests_total: requests_total.expect("valid metric"),
+            request_duration: request_duration.expect("valid metric"),
+            upstream_duration: upstream_duration.expect("valid metric"),
+            upstream_errors: upstream_errors.expect("valid metric"),
+            path_rejections: path_rejections.expect("valid metric"),
+            active_connections: IntGauge::new("wardgate_active_connections", "Open client connections")
+                .expect("valid metric"),
+            connections_rejected: IntCounter::new(
+                "wardgate_connections_rejected_total",
+                "Connections closed at once because max_connections was reached",
+            )
+            .expect("valid metric"),
+            tls_handshake_errors: IntCounter::new("wardgate_tls_handshake_errors_total", "Failed or timed-out TLS handshakes")
+                .expect("valid metric"),
+            tls_cert_expiry: IntGauge::new(
+                "wardgate_tls_cert_expiry_timestamp_seconds",
+                "Expiry of the listener's certificate (Unix time)",
+            )
+            .expect("valid metric"),
+            config_reloads: IntCounterVec::new(
+                Opts::new("wardgate_config_reloads_total", "Config and certificate reloads, by result"),
+                &["result"],
+            )
+            .expect("valid metric"),
+            websocket_sessions: IntCounter::new("wardgate_websocket_sessions_total", "WebSocket upgrades relayed")
+                .expect("valid metric"),
+            build_info: IntGaugeVec::new(Opts::new("wardgate_build_info", "Build information"), &["version"])
+                .expect("valid metric"),
+            registry,
+        };
+        metrics.register_all();
+        metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        metrics
+    }
+
+    fn register_all(&self) {
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(self.requests_total.clone()),
+            Box::new(self.request_duration.clone()),
+            Box::new(self.upstream_duration.clone()),
+            Box::new(self.upstream_errors.clone()),
+            Box::new(self.path_rejections.clone()),
+            Box::new(self.active_connections.clone()),
+            Box::new(self.connections_rejected.clone()),
+            Box::new(self.tls_handshake_errors.clone()),
+            Box::new(self.tls_cert_expiry.clone()),
+            Box::new(self.config_reloads.clone()),
+            Box::new(self.websocket_sessions.clone()),
+            Box::new(self.build_info.clone()),
+        ];
+        for collector in collectors {
+            self.registry.register(collector).expect("metric names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, "wardgate");
+            let _ = self.registry.register(Box::new(process));
+        }
+    }
+
+    /// Counts and times one answered request.
+    pub fn observe_request(&self, route: &str, method: &http::Method, status: http::StatusCode, seconds: f64) {
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests_total
+            .with_label_values(&[route, method_label(method), class])
+            .inc();
+        self.request_duration.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(err) = encoder.encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(error = %err, "cannot encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Known methods by name; anything else as `OTHER`, so clients cannot grow label sets.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}

@@ -1,0 +1,134 @@
+//! The request path. This file is the one place where the stages' order lives; each stage is
+//! a file of its own with one job, and either passes the request on or ends it with a
+//! [`Rejection`]. Whatever happens, `finish` runs for every request: security headers, the
+//! request id, CORS response headers, metrics and the access log line.
+//!
+//! Stages still to come (identify, limit, authorize, protect, reveal, audit) slot in at the
+//! numbered places of `../shared/DESIGN.md` as they are built.
+
+mod cors;
+mod forward;
+mod normalize;
+mod rejection;
+mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+pub use cors::Cors;
+pub use normalize::{canonical_path, PathError};
+pub use rejection::{error_response, Rejection};
+pub use route::{Matched, Route, RouteTable};
+
+use crate::proxy::body::ProxyBody;
+use crate::proxy::headers;
+use crate::runtime::Runtime;
+use crate::server::{ConnInfo, Shared};
+
+/// What one request carries from stage to stage, and what its log line (and, later, its
+/// audit record) is built from.
+pub struct RequestCtx {
+    pub request_id: HeaderValue,
+    pub started: Instant,
+    pub peer: SocketAddr,
+    pub method: Method,
+    pub route: Option<Arc<Route>>,
+    /// Template parameters of the matched route (`patient_id` -> value).
+    pub params: Vec<(String, String)>,
+    /// Set when a stage ended the request: the rejection's kind.
+    pub rejected: Option<&'static str>,
+    pub preflight: bool,
+}
+
+/// Runs one request through the stages and always returns a response.
+pub async fn handle(gateway: &Shared, conn: &ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
+    // One config snapshot per request: a reload mid-request cannot mix two configs.
+    let runtime = gateway.runtime.load_full();
+    let mut ctx = RequestCtx {
+        request_id: headers::request_id(request.headers()),
+        started: Instant::now(),
+        peer: conn.peer,
+        method: request.method().clone(),
+        route: None,
+        params: Vec::new(),
+        rejected: None,
+        preflight: false,
+    };
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = match stages(gateway, &runtime, conn, &mut ctx, request).await {
+        Ok(response) => response,
+        Err(rejection) => {
+            ctx.rejected = Some(rejection.kind());
+            if let Rejection::BadPath(reason) = &rejection {
+                gateway.metrics.path_rejections.with_label_values(&[reason.kind()]).inc();
+            }
+            rejection.into_response(&ctx.request_id)
+        }
+    };
+    finish(gateway, &runtime, &ctx, origin.as_ref(), &mut response);
+    response
+}
+
+async fn stages(
+    gateway: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    ctx: &mut RequestCtx,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Rejection> {
+    // 1 normalize: first, so that routing and every later decision see the one canonical
+    //   path, which is also exactly the path forwarded.
+    let path = normalize::canonical_path(request.uri().path(), &runtime.paths)?;
+
+    // 2 route: deny by default; a request that matches no route never reaches an upstream.
+    //   A CORS preflight is routed as the method it asks about, and answered right here:
+    //   browsers send it without credentials, so it must come before identification.
+    let preflight = cors::preflight_method(&request);
+    let method = preflight.as_ref().unwrap_or(request.method());
+    let Matched { route, params } = runtime.routes.select(&path, method)?;
+    ctx.route = Some(route.clone());
+    ctx.params = params;
+    if let Some(method) = &preflight {
+        ctx.preflight = true;
+        return cors::answer_preflight(route.cors.as_ref(), &request, method);
+    }
+
+    // 7 forward: headers that clients could spoof are replaced on the way out.
+    forward::to_upstream(gateway, runtime, conn, ctx, &route, &path, request).await
+}
+
+fn finish(
+    gateway: &Shared,
+    runtime: &Runtime,
+    ctx: &RequestCtx,
+    origin: Option<&HeaderValue>,
+    response: &mut Response<ProxyBody>,
+) {
+    runtime.response_headers.apply(response.headers_mut(), &ctx.request_id);
+    if let (Some(cors), false) = (ctx.route.as_ref().and_then(|r| r.cors.as_ref()), ctx.preflight) {
+        cors.decorate(origin, response.headers_mut());
+    }
+    let route = ctx.route.as_ref().map_or("unmatched", |r| r.name.as_str());
+    let elapsed = ctx.started.elapsed();
+    gateway
+        .metrics
+        .observe_request(route, &ctx.method, response.status(), elapsed.as_secs_f64());
+    // The raw path is not logged: it can carry a patient id. The route names the resource.
+    tracing::info!(
+        target: "wardgate::access",
+        request_id = ctx.request_id.to_str().unwrap_or_default(),
+        client = %ctx.peer.ip(),
+        method = %ctx.method,
+        route,
+        template = ctx.route.as_ref().map_or("", |r| r.template.as_str()),
+        status = response.status().as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        rejected = ctx.rejected.unwrap_or(""),
+        "request"
+    );
+}

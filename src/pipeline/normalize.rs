@@ -1,0 +1,249 @@
+//! Stage 1, normalize: turns the request path into its one canonical form, or rejects it.
+//!
+//! The gateway authorizes a path and the backend serves a path; if the two read the same bytes
+//! differently (`/a/..%2fadmin`, `/a;x=1`, `/a%5cb`), a rule written for one path lets through
+//! another. So the canonical path computed here is what is routed, authorized and forwarded,
+//! byte for byte, and anything that two reasonable servers could read differently is a 400.
+//!
+//! Canonical form: `//` merged, `.` and `..` segments resolved (never above the root),
+//! percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) decoded, other
+//! percent-encodings kept with upper-case hex. Rejected: encoded `/` or `\`, a raw `\`, NUL and
+//! control characters (raw or encoded), encoded dot segments (`%2e%2e`), double encoding
+//! (`%252e`), invalid percent-encoding, raw non-ASCII bytes, and `;` unless allowed.
+
+use crate::config::PathRules;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path is not absolute")]
+    NotAbsolute,
+    #[error("the path contains an encoded '/' or '\\'")]
+    EncodedSeparator,
+    #[error("the path contains a backslash")]
+    Backslash,
+    #[error("the path contains a NUL or control character")]
+    ControlCharacter,
+    #[error("the path contains a percent-encoded dot segment")]
+    EncodedDotSegment,
+    #[error("the path contains invalid percent-encoding")]
+    BadPercentEncoding,
+    #[error("the path contains double percent-encoding")]
+    DoubleEncoding,
+    #[error("the path contains ';' parameters")]
+    Semicolon,
+    #[error("the path climbs above the root")]
+    AboveRoot,
+    #[error("the path contains a byte that is not ASCII")]
+    NonAscii,
+}
+
+impl PathError {
+    /// A short stable name for metrics and logs.
+    pub fn kind(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "not_absolute",
+            PathError::EncodedSeparator => "encoded_separator",
+            PathError::Backslash => "backslash",
+            PathError::ControlCharacter => "control_character",
+            PathError::EncodedDotSegment => "encoded_dot_segment",
+            PathError::BadPercentEncoding => "bad_percent_encoding",
+            PathError::DoubleEncoding => "double_encoding",
+            PathError::Semicolon => "semicolon",
+            PathError::AboveRoot => "above_root",
+            PathError::NonAscii => "non_ascii",
+        }
+    }
+}
+
+/// The canonical form of `raw` (a request path without its query), or why it is refused.
+pub fn canonical_path(raw: &str, rules: &PathRules) -> Result<String, PathError> {
+    let Some(rest) = raw.strip_prefix('/') else {
+        return Err(PathError::NotAbsolute);
+    };
+    let mut segments: Vec<String> = Vec::new();
+    let mut trailing_slash = false;
+    for raw_segment in rest.split('/') {
+        let (segment, encoded_dot) = decode_segment(raw_segment, rules)?;
+        trailing_slash = matches!(segment.as_str(), "" | "." | "..");
+        match segment.as_str() {
+            "" => {}
+            "." | ".." if encoded_dot => return Err(PathError::EncodedDotSegment),
+            "." => {}
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let mut canonical = String::with_capacity(raw.len());
+    for segment in &segments {
+        canonical.push('/');
+        canonical.push_str(segment);
+    }
+    if canonical.is_empty() || trailing_slash {
+        canonical.push('/');
+    }
+    Ok(canonical)
+}
+
+/// Decodes one segment; the flag says whether a `.` in it came from `%2e`.
+fn decode_segment(raw: &str, rules: &PathRules) -> Result<(String, bool), PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    let mut encoded_dot = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        match byte {
+            b'%' => {
+                let value = hex_pair(bytes, i + 1).ok_or(PathError::BadPercentEncoding)?;
+                match value {
+                    b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                    0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                    b'%' if hex_pair(bytes, i + 3).is_some() => {
+                        return Err(PathError::DoubleEncoding)
+                    }
+                    b'.' => {
+                        encoded_dot = true;
+                        out.push('.');
+                    }
+                    v if is_unreserved(v) => out.push(char::from(v)),
+                    v => {
+                        out.push('%');
+                        out.push(char::from(HEX_UPPER[usize::from(v >> 4)]));
+                        out.push(char::from(HEX_UPPER[usize::from(v & 0x0f)]));
+                    }
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            0x80..=0xff => return Err(PathError::NonAscii),
+            b';' if !rules.allow_semicolon => return Err(PathError::Semicolon),
+            _ => out.push(char::from(byte)),
+        }
+        i += 1;
+    }
+    Ok((out, encoded_dot))
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
+    let high = hex_digit(*bytes.get(at)?)?;
+    let low = hex_digit(*bytes.get(at + 1)?)?;
+    Some(high << 4 | low)
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strict() -> PathRules {
+        PathRules::default()
+    }
+
+    /// Paths that must come out in exactly this canonical form.
+    const CANONICAL: &[(&str, &str)] = &[
+        ("/", "/"),
+        ("/api/patients/p-1", "/api/patients/p-1"),
+        ("//api///patients//p-1", "/api/patients/p-1"),
+        ("/api/./patients/p-1", "/api/patients/p-1"),
+        ("/api/x/../patients/p-1", "/api/patients/p-1"),
+        ("/api/patients/p-1/", "/api/patients/p-1/"),
+        ("/api/patients/p-1/.", "/api/patients/p-1/"),
+        ("/api/patients/p-1/x/..", "/api/patients/p-1/"),
+        ("/api/%70atients/p%2D1", "/api/patients/p-1"),
+        ("/api/%7Euser/%41%5a", "/api/~user/AZ"),
+        ("/files/a%20b", "/files/a%20b"),
+        ("/files/a%3fb", "/files/a%3Fb"),
+        ("/files/a%3Bb", "/files/a%3Bb"),
+        ("/files/na%C3%AFve", "/files/na%C3%AFve"),
+        ("/files/...", "/files/..."),
+        ("/files/..a", "/files/..a"),
+    ];
+
+    /// Paths that must be refused, and why.
+    const REJECTED: &[(&str, PathError)] = &[
+        ("api/patients", PathError::NotAbsolute),
+        ("*", PathError::NotAbsolute),
+        ("", PathError::NotAbsolute),
+        ("/api/patients%2fp-1", PathError::EncodedSeparator),
+        ("/api/patients%2Fp-1", PathError::EncodedSeparator),
+        ("/api/patients%5cp-1", PathError::EncodedSeparator),
+        ("/api\\patients", PathError::Backslash),
+        ("/api/..\\admin", PathError::Backslash),
+        ("/api/p-1%00.json", PathError::ControlCharacter),
+        ("/api/p-1\0", PathError::ControlCharacter),
+        ("/api/p-1%0d%0aX-Injected:%20yes", PathError::ControlCharacter),
+        ("/api/p-1%7f", PathError::ControlCharacter),
+        ("/api/%2e%2e/admin", PathError::EncodedDotSegment),
+        ("/api/%2E%2E/admin", PathError::EncodedDotSegment),
+        ("/api/.%2e/admin", PathError::EncodedDotSegment),
+        ("/api/%2e/admin", PathError::EncodedDotSegment),
+        ("/api/%252e%252e/admin", PathError::DoubleEncoding),
+        ("/api/%252F", PathError::DoubleEncoding),
+        ("/api/%zz", PathError::BadPercentEncoding),
+        ("/api/%", PathError::BadPercentEncoding),
+        ("/api/%4", PathError::BadPercentEncoding),
+        ("/api/%u002e%u002e/admin", PathError::BadPercentEncoding),
+        ("/api/patients;jsessionid=1", PathError::Semicolon),
+        ("/api/..;/admin", PathError::Semicolon),
+        ("/../etc/passwd", PathError::AboveRoot),
+        ("/api/../../etc/passwd", PathError::AboveRoot),
+        ("/api/caf\u{e9}", PathError::NonAscii),
+    ];
+
+    #[test]
+    fn canonicalizes_the_corpus() {
+        for (raw, want) in CANONICAL {
+            assert_eq!(
+                canonical_path(raw, &strict()).as_deref(),
+                Ok(*want),
+                "path {raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_the_corpus() {
+        for (raw, want) in REJECTED {
+            assert_eq!(canonical_path(raw, &strict()), Err(*want), "path {raw:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_form_is_a_fixed_point() {
+        for (raw, _) in CANONICAL {
+            let once = canonical_path(raw, &strict()).unwrap();
+            assert_eq!(canonical_path(&once, &strict()).unwrap(), once);
+        }
+    }
+
+    #[test]
+    fn semicolons_pass_when_allowed() {
+        let rules = PathRules {
+            allow_semicolon: true,
+        };
+        assert_eq!(
+            canonical_path("/a;v=1/b", &rules).as_deref(),
+            Ok("/a;v=1/b")
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Every way a stage can end a request early, and the one place where each becomes a status
+//! code and a JSON body. The `match`es have no `_` arm: a new variant must be given a status.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::normalize::PathError;
+use crate::proxy::body::{full, ProxyBody};
+use crate::proxy::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("invalid request path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("no route matches the request")]
+    NoRoute,
+    #[error("the route does not accept this method")]
+    MethodNotAllowed { allow: HeaderValue },
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("the request is not allowed by the route's CORS policy")]
+    CorsDenied,
+    #[error(transparent)]
+    Upstream(UpstreamError),
+}
+
+impl From<UpstreamError> for Rejection {
+    fn from(err: UpstreamError) -> Self {
+        match err {
+            UpstreamError::RequestBodyTooLarge { limit } => Rejection::BodyTooLarge { limit },
+            other => Rejection::Upstream(other),
+        }
+    }
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::BadPath(_) => StatusCode::BAD_REQUEST,
+            Rejection::NoRoute => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::CorsDenied => StatusCode::FORBIDDEN,
+            Rejection::Upstream(err) => match err {
+                UpstreamError::ConnectTimeout | UpstreamError::ResponseTimeout => {
+                    StatusCode::GATEWAY_TIMEOUT
+                }
+                UpstreamError::Connect | UpstreamError::Broken => StatusCode::BAD_GATEWAY,
+                UpstreamError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            },
+        }
+    }
+
+    /// A short stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::BadPath(err) => err.kind(),
+            Rejection::NoRoute => "no_route",
+            Rejection::MethodNotAllowed { .. } => "method_not_allowed",
+            Rejection::BodyTooLarge { .. } => "body_too_large",
+            Rejection::CorsDenied => "cors_denied",
+            Rejection::Upstream(err) => err.kind(),
+        }
+    }
+
+    /// What the client is told: specific about its own request, silent about internals
+    /// (no upstream address, no error chain).
+    fn public_message(&self) -> String {
+        match self {
+            Rejection::Upstream(UpstreamError::ConnectTimeout | UpstreamError::ResponseTimeout) => {
+                "the upstream service did not answer in time".to_owned()
+            }
+            Rejection::Upstream(_) => "the upstream service is unavailable".to_owned(),
+            Rejection::BadPath(_)
+            | Rejection::NoRoute
+            | Rejection::MethodNotAllowed { .. }
+            | Rejection::BodyTooLarge { .. }
+            | Rejection::CorsDenied => self.to_string(),
+        }
+    }
+
+    pub fn into_response(self, request_id: &HeaderValue) -> Response<ProxyBody> {
+        let mut response = error_response(self.status(), &self.public_message(), request_id);
+        if let Rejection::MethodNotAllowed { allow } = self {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
+    }
+}
+
+/// A gateway-made JSON error: `{"error": "...", "request_id": "..."}`.
+pub fn error_response(status: StatusCode, message: &str, request_id: &HeaderValue) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "error": message,
+        "request_id": request_id.to_str().unwrap_or_default(),
+    });
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,133 @@
+//! Stage 2, route: finds the route for the canonical path and method. The table holds path
+//! templates (`/api/patients/{patient_id}/records`); what matches nothing is answered 404 and
+//! never forwarded, which is what makes the gateway deny by default.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method};
+
+use super::cors::Cors;
+use super::Rejection;
+use crate::config::{Config, Invalid};
+use crate::proxy::upstream::{Upstream, Upstreams};
+
+/// One configured route, ready to serve.
+pub struct Route {
+    pub name: String,
+    pub template: String,
+    pub methods: Vec<Method>,
+    pub upstream: Arc<Upstream>,
+    pub max_body_size: u64,
+    pub websocket: bool,
+    pub cors: Option<Cors>,
+}
+
+/// The matched route and the template's parameters (`patient_id` -> `p-1001`).
+pub struct Matched {
+    pub route: Arc<Route>,
+    pub params: Vec<(String, String)>,
+}
+
+pub struct RouteTable {
+    /// Template -> indexes into `routes` (one template may have a route per method).
+    router: matchit::Router<Vec<usize>>,
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    pub fn build(config: &Config, upstreams: &Upstreams) -> Result<RouteTable, Vec<Invalid>> {
+        let mut problems = Vec::new();
+        let mut routes: Vec<Arc<Route>> = Vec::new();
+        // Template -> (indexes into `routes`, config index of its first route).
+        let mut by_template: Vec<(String, Vec<usize>, usize)> = Vec::new();
+        for (i, route) in config.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let Some(upstream) = upstreams.get(&route.upstream) else {
+                problems.push(Invalid::new(format!("{key}.upstream"), "unknown upstream"));
+                continue;
+            };
+            let methods: Vec<Method> = route.methods.iter().map(|m| m.0.clone()).collect();
+            let cors = match &route.cors {
+                Some(cors) => match Cors::build(&format!("{key}.cors"), cors, &methods) {
+                    Ok(cors) => Some(cors),
+                    Err(mut found) => {
+                        problems.append(&mut found);
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let index = routes.len();
+            match by_template.iter_mut().find(|(template, ..)| *template == route.path) {
+                Some((_, indexes, _)) => {
+                    let overlap = indexes.iter().any(|&other: &usize| {
+                        let other = &routes[other];
+                        other.methods.iter().any(|m| methods.contains(m))
+                    });
+                    if overlap {
+                        problems.push(Invalid::new(
+                            format!("{key}.methods"),
+                            format!(
+                                "another route already serves {} for one of these methods",
+                                route.path
+                            ),
+                        ));
+                    }
+                    indexes.push(index);
+                }
+                None => by_template.push((route.path.clone(), vec![index], i)),
+            }
+            routes.push(Arc::new(Route {
+                name: route.name.clone(),
+                template: route.path.clone(),
+                methods,
+                upstream: upstream.clone(),
+                max_body_size: route
+                    .max_body_size
+                    .unwrap_or(config.server.limits.max_body_size)
+                    .0,
+                websocket: route.websocket,
+                cors,
+            }));
+        }
+        let mut router = matchit::Router::new();
+        for (template, indexes, config_index) in by_template {
+            if let Err(err) = router.insert(template, indexes) {
+                problems.push(Invalid::new(
+                    format!("routes[{config_index}].path"),
+                    format!("invalid or conflicting path template: {err}"),
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(RouteTable { router, routes })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The route for a canonical path and method: 404 when no template matches, 405 (with
+    /// the methods that would be served) when one matches but not for this method.
+    pub fn select(&self, path: &str, method: &Method) -> Result<Matched, Rejection> {
+        let found = self.router.at(path).map_err(|_| Rejection::NoRoute)?;
+        let params: Vec<(String, String)> = found
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let candidates = found.value.iter().map(|&i| &self.routes[i]);
+        if let Some(route) = candidates.clone().find(|route| route.methods.contains(method)) {
+            return Ok(Matched {
+                route: route.clone(),
+                params,
+            });
+        }
+        let allow: Vec<&str> = candidates
+            .flat_map(|route| route.methods.iter().map(Method::as_str))
+            .collect();
+        Err(Rejection::MethodNotAllowed {
+            allow: HeaderValue::from_str(&allow.join(", "))
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+        })
+    }
+}

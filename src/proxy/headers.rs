@@ -1,0 +1,214 @@
+//! Header rewriting in both directions: hop-by-hop headers never cross the proxy, the
+//! `X-Forwarded-*` family describes the real connection (a client's own values are believed
+//! only from a trusted proxy), every request carries an `X-Request-Id`, and every response
+//! carries the security headers and no server banner.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{Invalid, SecurityHeaders};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes the headers that describe one connection rather than the message (RFC 9110
+/// section 7.6.1), including every header the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Restores the two headers a WebSocket upgrade needs after hop-by-hop removal.
+pub fn mark_websocket_upgrade(headers: &mut HeaderMap) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+}
+
+/// Whether a request asks to switch to the WebSocket protocol.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let upgrade_websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("websocket"));
+    connection_upgrade && upgrade_websocket
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` from the real connection. A peer in the
+/// trusted-proxy list gets its client's chain extended; anyone else's values are replaced,
+/// and a client-sent `Forwarded` header is dropped, so a client cannot choose the address
+/// the backend (and the audit trail) sees.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    peer_is_trusted_proxy: bool,
+    original_host: Option<HeaderValue>,
+) {
+    let peer_text = peer.to_string();
+    if peer_is_trusted_proxy {
+        let chain = headers
+            .get(&X_FORWARDED_FOR)
+            .and_then(|value| value.to_str().ok())
+            .map(|existing| format!("{existing}, {peer_text}"))
+            .unwrap_or(peer_text);
+        insert_text(headers, &X_FORWARDED_FOR, &chain);
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+        }
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            if let Some(host) = original_host {
+                headers.insert(X_FORWARDED_HOST.clone(), host);
+            }
+        }
+    } else {
+        headers.remove(&FORWARDED);
+        insert_text(headers, &X_FORWARDED_FOR, &peer_text);
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+        match original_host {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST.clone(), host);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+fn insert_text(headers: &mut HeaderMap, name: &HeaderName, text: &str) {
+    if let Ok(value) = HeaderValue::from_str(text) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// The client's `X-Request-Id` when it is a plain token (letters, digits, `-_.:`, at most
+/// 128), so traces can be joined across systems; a fresh UUID otherwise.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let usable = headers.get(&X_REQUEST_ID).filter(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    match usable {
+        Some(value) => value.clone(),
+        None => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+    }
+}
+
+/// The response headers every answer carries, built once per config.
+#[derive(Clone, Debug)]
+pub struct ResponseHeaders {
+    values: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ResponseHeaders {
+    pub fn build(config: &SecurityHeaders) -> Result<Self, Vec<Invalid>> {
+        let mut values = vec![(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        )];
+        let mut problems = Vec::new();
+        for (key, name, value) in [
+            (
+                "strict_transport_security",
+                header::STRICT_TRANSPORT_SECURITY,
+                &config.strict_transport_security,
+            ),
+            ("referrer_policy", header::REFERRER_POLICY, &config.referrer_policy),
+            ("frame_options", header::X_FRAME_OPTIONS, &config.frame_options),
+            (
+                "content_security_policy",
+                header::CONTENT_SECURITY_POLICY,
+                &config.content_security_policy,
+            ),
+        ] {
+            let Some(text) = value else { continue };
+            match HeaderValue::from_str(text) {
+                Ok(value) => values.push((name, value)),
+                Err(_) => problems.push(Invalid::new(
+                    format!("security_headers.{key}"),
+                    "not a valid header value",
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(ResponseHeaders { values })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Readies an upstream's (or the gateway's own) response for the client.
+    pub fn apply(&self, headers: &mut HeaderMap, request_id: &HeaderValue) {
+        headers.remove(header::SERVER);
+        headers.remove("x-powered-by");
+        for (name, value) in &self.values {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_headers_named_in_connection() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert!(headers.get("x-secret").is_none());
+        assert!(headers.get("keep-alive").is_none());
+        assert!(headers.get(header::CONNECTION).is_none());
+        assert_eq!(headers.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn request_id_keeps_only_plain_tokens() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers), "abc-123");
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("a b<script>"));
+        assert_ne!(request_id(&headers), "a b<script>");
+    }
+}

@@ -1,0 +1,7 @@
+//! The mechanics of proxying that the pipeline's stages share: body types and limits,
+//! header rewriting in both directions, upstream clients, and the WebSocket relay.
+
+pub mod body;
+pub mod headers;
+pub mod upstream;
+pub mod websocket;

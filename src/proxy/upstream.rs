@@ -1,0 +1,168 @@
+//! Upstreams: one pooled client per configured backend, over plain HTTP or verified TLS
+//! (optionally mTLS), with connect and response timeouts, and failures sorted into the
+//! kinds operations act on (refused, timed out, broken).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::{BodyTooLarge, ProxyBody};
+use crate::config::{Invalid, UpstreamConfig};
+
+/// Why an upstream call failed; each maps to a status in one place (`pipeline::rejection`).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream refused or dropped the connection")]
+    Connect,
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    #[error("the upstream did not answer in time")]
+    ResponseTimeout,
+    #[error("the upstream closed or reset the connection mid-request")]
+    Broken,
+    #[error("the request body is larger than {limit} bytes")]
+    RequestBodyTooLarge { limit: u64 },
+}
+
+impl UpstreamError {
+    /// The `kind` label of `wardgate_upstream_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::ConnectTimeout => "connect_timeout",
+            UpstreamError::ResponseTimeout => "response_timeout",
+            UpstreamError::Broken => "broken",
+            UpstreamError::RequestBodyTooLarge { .. } => "request_body_too_large",
+        }
+    }
+}
+
+pub struct Upstream {
+    pub name: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// Prepended to the canonical request path; empty or without a trailing `/`.
+    path_prefix: String,
+    response_timeout: Duration,
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+}
+
+impl Upstream {
+    pub fn build(name: &str, config: &UpstreamConfig) -> Result<Upstream, Vec<Invalid>> {
+        let key = format!("upstreams.{name}");
+        let uri: Uri = config
+            .url
+            .parse()
+            .map_err(|err| vec![Invalid::new(format!("{key}.url"), format!("invalid URL: {err}"))])?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            return Err(vec![Invalid::new(format!("{key}.url"), "the URL needs a scheme and a host")]);
+        };
+        let tls = crate::tls::upstream_client_config(&format!("{key}.tls"), config.tls.as_ref())?;
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout.0));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let builder = match config.tls.as_ref().and_then(|tls| tls.server_name.clone()) {
+            Some(server_name) => {
+                let name = rustls::pki_types::ServerName::try_from(server_name).map_err(|_| {
+                    vec![Invalid::new(format!("{key}.tls.server_name"), "not a valid DNS name or IP address")]
+                })?;
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = if config.http2 {
+            builder.enable_all_versions().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool.idle_timeout.0)
+            .pool_max_idle_per_host(config.pool.max_idle_per_host)
+            .http2_only(config.http2)
+            .build(connector);
+        Ok(Upstream {
+            name: name.to_owned(),
+            scheme,
+            authority,
+            path_prefix: uri.path().trim_end_matches('/').to_owned(),
+            response_timeout: config.response_timeout.0,
+            client,
+        })
+    }
+
+    /// The upstream URI for a canonical path and the request's query, unchanged.
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let mut target = String::with_capacity(self.path_prefix.len() + path.len() + 1);
+        target.push_str(&self.path_prefix);
+        target.push_str(path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::try_from(target)?)
+            .build()
+    }
+
+    /// Sends a request and waits for the response head within the response timeout.
+    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+            Err(_elapsed) => Err(UpstreamError::ResponseTimeout),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(classify(&err)),
+        }
+    }
+}
+
+fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamError {
+    if let Some(limit) = BodyTooLarge::caused(err) {
+        return UpstreamError::RequestBodyTooLarge { limit };
+    }
+    let timed_out = std::iter::successors(std::error::Error::source(err), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::TimedOut);
+    match (err.is_connect(), timed_out) {
+        (true, true) => UpstreamError::ConnectTimeout,
+        (true, false) => UpstreamError::Connect,
+        (false, _) => UpstreamError::Broken,
+    }
+}
+
+/// Every configured upstream by name.
+pub type Upstreams = HashMap<String, Arc<Upstream>>;
+
+pub fn build_all(configs: &std::collections::BTreeMap<String, UpstreamConfig>) -> Result<Upstreams, Vec<Invalid>> {
+    let mut upstreams = HashMap::new();
+    let mut problems = Vec::new();
+    for (name, config) in configs {
+        match Upstream::build(name, config) {
+            Ok(upstream) => {
+                upstreams.insert(name.clone(), Arc::new(upstream));
+            }
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    if problems.is_empty() {
+        Ok(upstreams)
+    } else {
+        Err(problems)
+    }
+}

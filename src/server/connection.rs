@@ -1,0 +1,112 @@
+//! One client connection: TLS handshake (bounded in time), then HTTP/1.1 or HTTP/2 (ALPN)
+//! with the configured header limits, each request handed to the pipeline. The connection is
+//! closed gracefully when idle too long or when shutdown begins, and at once when the grace
+//! period is over.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::activity::{Activity, ActivityIo};
+use super::{ConnInfo, Shared};
+use crate::pipeline;
+
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    shared.metrics.active_connections.inc();
+    let _open = scopeguard(&shared);
+    let _ = stream.set_nodelay(true);
+    let limits = &shared.limits;
+
+    let acceptor = TlsAcceptor::from(shared.tls.load_full());
+    let tls = match tokio::time::timeout(limits.tls_handshake_timeout.0, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            shared.metrics.tls_handshake_errors.inc();
+            tracing::debug!(client = %peer.ip(), error = %err, "TLS handshake failed");
+            return;
+        }
+        Err(_elapsed) => {
+            shared.metrics.tls_handshake_errors.inc();
+            tracing::debug!(client = %peer.ip(), "TLS handshake timed out");
+            return;
+        }
+    };
+    let client_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| cert.clone().into_owned());
+
+    let activity = Activity::new();
+    let conn = Arc::new(ConnInfo {
+        peer,
+        activity: activity.clone(),
+        client_cert,
+    });
+    let service_shared = shared.clone();
+    let service = service_fn(move |request| {
+        let shared = service_shared.clone();
+        let conn = conn.clone();
+        async move {
+            let _in_flight = conn.activity.request_started();
+            Ok::<_, Infallible>(pipeline::handle(&shared, &conn, request).await)
+        }
+    });
+
+    let max_header_size = usize::try_from(limits.max_header_size.0).unwrap_or(usize::MAX);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout.0)
+        .max_buf_size(max_header_size)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
+    let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+
+    let idle_timeout = limits.idle_timeout.0;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(client = %peer.ip(), error = %err, "connection ended with an error");
+                }
+                break;
+            }
+            () = activity.idle_expired(idle_timeout), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = shared.graceful.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = shared.force_close.cancelled() => break,
+        }
+    }
+}
+
+/// Decrements the open-connection gauge however the connection ends.
+fn scopeguard(shared: &Arc<Shared>) -> impl Drop + '_ {
+    struct Open<'a>(&'a Shared);
+    impl Drop for Open<'_> {
+        fn drop(&mut self) {
+            self.0.metrics.active_connections.dec();
+        }
+    }
+    Open(shared)
+}

@@ -1,0 +1,214 @@
+//! The running gateway: binds the proxy and admin listeners, owns the state every connection
+//! shares, reloads config and certificates, and shuts down gracefully.
+
+pub mod activity;
+mod connection;
+mod listener;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, ConfigErrors, Limits, LoadedConfig};
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+use crate::tls::{self, ServerTlsConfig};
+
+/// State shared by every connection and the admin listener.
+pub struct Shared {
+    /// The current runtime; swapped whole on reload.
+    pub runtime: ArcSwap<Runtime>,
+    /// The current TLS config; each new connection takes the latest.
+    pub tls: ArcSwap<rustls::ServerConfig>,
+    pub metrics: Metrics,
+    /// True while the proxy listener accepts connections.
+    pub ready: AtomicBool,
+    /// Connection and relay tasks, awaited on shutdown.
+    pub tasks: TaskTracker,
+    /// Stop accepting; let in-flight requests finish.
+    pub graceful: CancellationToken,
+    /// The grace period is over: close whatever is still open.
+    pub force_close: CancellationToken,
+    limits: Limits,
+    connection_slots: Arc<Semaphore>,
+}
+
+/// What a request knows about the connection it came on.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub activity: Arc<activity::Activity>,
+    /// The verified client certificate, when mTLS is on and one was presented.
+    pub client_cert: Option<CertificateDer<'static>>,
+}
+
+/// Everything built from a config before anything is bound: the runtime and the TLS config.
+/// `wardgate check` builds this too, so it checks every referenced file.
+pub struct Prepared {
+    pub runtime: Runtime,
+    pub tls: ServerTlsConfig,
+}
+
+pub fn prepare(loaded: &LoadedConfig) -> Result<Prepared, ConfigErrors> {
+    let runtime = Runtime::build(&loaded.config);
+    let tls = tls::server_config(&loaded.config.server.tls);
+    match (runtime, tls) {
+        (Ok(runtime), Ok(tls)) => Ok(Prepared { runtime, tls }),
+        (runtime, tls) => {
+            let mut problems = runtime.err().unwrap_or_default();
+            problems.extend(tls.err().unwrap_or_default());
+            Err(loaded.locate(problems))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started gateway. Dropping it does not stop it; call [`RunningGateway::shutdown`].
+pub struct RunningGateway {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shared: Arc<Shared>,
+    config_path: PathBuf,
+    listen: (SocketAddr, SocketAddr),
+    grace_period: Duration,
+}
+
+impl RunningGateway {
+    /// Builds everything from the config, binds both listeners and starts serving.
+    pub async fn start(loaded: LoadedConfig) -> Result<RunningGateway, StartError> {
+        let prepared = prepare(&loaded)?;
+        let config = &loaded.config;
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { what, addr, source })
+        };
+        let proxy_listener = bind("proxy", config.server.listen).await?;
+        let admin_listener = bind("admin", config.admin.listen).await?;
+        let proxy_addr = local_addr(&proxy_listener, "proxy", config.server.listen)?;
+        let admin_addr = local_addr(&admin_listener, "admin", config.admin.listen)?;
+
+        let metrics = Metrics::new();
+        if let Some(expiry) = prepared.tls.cert_not_after {
+            metrics.tls_cert_expiry.set(expiry);
+        }
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(prepared.runtime),
+            tls: ArcSwap::new(prepared.tls.config),
+            metrics,
+            ready: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+            graceful: CancellationToken::new(),
+            force_close: CancellationToken::new(),
+            limits: config.server.limits.clone(),
+            connection_slots: Arc::new(Semaphore::new(config.server.limits.max_connections)),
+        });
+        tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
+        shared.ready.store(true, Ordering::SeqCst);
+        tokio::spawn(listener::accept_loop(proxy_listener, shared.clone()));
+        tracing::info!(%proxy_addr, %admin_addr, "wardgate is serving");
+        Ok(RunningGateway {
+            proxy_addr,
+            admin_addr,
+            shared,
+            config_path: loaded.path.clone(),
+            listen: (config.server.listen, config.admin.listen),
+            grace_period: config.server.shutdown_grace_period.0,
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Re-reads the config file and its certificates; on any problem the running config is
+    /// kept and the problems are returned. Listener addresses need a restart to change.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let result = config::load(&self.config_path).and_then(|loaded| {
+            let prepared = prepare(&loaded)?;
+            if (loaded.config.server.listen, loaded.config.admin.listen) != self.listen {
+                tracing::warn!("listener addresses changed in the config; restart wardgate to apply them");
+            }
+            Ok(prepared)
+        });
+        match result {
+            Ok(prepared) => {
+                self.shared.runtime.store(Arc::new(prepared.runtime));
+                self.shared.tls.store(prepared.tls.config);
+                if let Some(expiry) = prepared.tls.cert_not_after {
+                    self.shared.metrics.tls_cert_expiry.set(expiry);
+                }
+                self.shared.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(config = %self.config_path.display(), "config and certificates reloaded");
+                Ok(())
+            }
+            Err(errors) => {
+                self.shared.metrics.config_reloads.with_label_values(&["error"]).inc();
+                for error in &errors.0 {
+                    tracing::error!("reload refused, keeping the running config: {error}");
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, then closes
+    /// what is left.
+    pub async fn shutdown(self) {
+        tracing::info!(grace_period = ?self.grace_period, "shutting down");
+        self.shared.ready.store(false, Ordering::SeqCst);
+        self.shared.graceful.cancel();
+        self.shared.tasks.close();
+        if tokio::time::timeout(self.grace_period, self.shared.tasks.wait()).await.is_err() {
+            tracing::warn!("grace period over; closing the remaining connections");
+            self.shared.force_close.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.tasks.wait()).await;
+        }
+        self.shared.force_close.cancel();
+        tracing::info!("stopped");
+    }
+
+    /// Serves until SIGTERM or SIGINT (then shuts down gracefully); SIGHUP reloads.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    let _ = self.reload();
+                }
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+fn local_addr(listener: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
