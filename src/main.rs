@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use wardgate::config;
 
 #[derive(Parser)]
-#[command(name = "wardgate", version, about = "Privacy and security gateway for hospital online consultation")]
+#[command(
+    name = "wardgate",
+    version,
+    about = "Privacy and security gateway for hospital online consultation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,10 @@ fn main() -> ExitCode {
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("wardgate: cannot start the async runtime: {err}");

@@ -3,8 +3,8 @@
 //! metrics list mirrors this file.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds, from sub-millisecond proxying to slow uploads.
@@ -39,25 +39,40 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests_total = IntCounterVec::new(
-            Opts::new("wardgate_requests_total", "Requests answered, by route, method and status class"),
+            Opts::new(
+                "wardgate_requests_total",
+                "Requests answered, by route, method and status class",
+            ),
             &["route", "method", "status_class"],
         );
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("wardgate_request_duration_seconds", "Time to the response head, by route")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "wardgate_request_duration_seconds",
+                "Time to the response head, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
         );
         let upstream_duration = HistogramVec::new(
-            HistogramOpts::new("wardgate_upstream_duration_seconds", "Time to the upstream's response head, by upstream")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "wardgate_upstream_duration_seconds",
+                "Time to the upstream's response head, by upstream",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["upstream"],
         );
         let upstream_errors = IntCounterVec::new(
-            Opts::new("wardgate_upstream_errors_total", "Failed upstream calls, by upstream and kind"),
+            Opts::new(
+                "wardgate_upstream_errors_total",
+                "Failed upstream calls, by upstream and kind",
+            ),
             &["upstream", "kind"],
         );
         let path_rejections = IntCounterVec::new(
-            Opts::new("wardgate_path_rejections_total", "Requests refused by path normalization, by reason"),
+            Opts::new(
+                "wardgate_path_rejections_total",
+                "Requests refused by path normalization, by reason",
+            ),
             &["reason"],
         );
         let metrics = Metrics {
@@ -66,33 +81,51 @@ impl Metrics {
             upstream_duration: upstream_duration.expect("valid metric"),
             upstream_errors: upstream_errors.expect("valid metric"),
             path_rejections: path_rejections.expect("valid metric"),
-            active_connections: IntGauge::new("wardgate_active_connections", "Open client connections")
-                .expect("valid metric"),
+            active_connections: IntGauge::new(
+                "wardgate_active_connections",
+                "Open client connections",
+            )
+            .expect("valid metric"),
             connections_rejected: IntCounter::new(
                 "wardgate_connections_rejected_total",
                 "Connections closed at once because max_connections was reached",
             )
             .expect("valid metric"),
-            tls_handshake_errors: IntCounter::new("wardgate_tls_handshake_errors_total", "Failed or timed-out TLS handshakes")
-                .expect("valid metric"),
+            tls_handshake_errors: IntCounter::new(
+                "wardgate_tls_handshake_errors_total",
+                "Failed or timed-out TLS handshakes",
+            )
+            .expect("valid metric"),
             tls_cert_expiry: IntGauge::new(
                 "wardgate_tls_cert_expiry_timestamp_seconds",
                 "Expiry of the listener's certificate (Unix time)",
             )
             .expect("valid metric"),
             config_reloads: IntCounterVec::new(
-                Opts::new("wardgate_config_reloads_total", "Config and certificate reloads, by result"),
+                Opts::new(
+                    "wardgate_config_reloads_total",
+                    "Config and certificate reloads, by result",
+                ),
                 &["result"],
             )
             .expect("valid metric"),
-            websocket_sessions: IntCounter::new("wardgate_websocket_sessions_total", "WebSocket upgrades relayed")
-                .expect("valid metric"),
-            build_info: IntGaugeVec::new(Opts::new("wardgate_build_info", "Build information"), &["version"])
-                .expect("valid metric"),
+            websocket_sessions: IntCounter::new(
+                "wardgate_websocket_sessions_total",
+                "WebSocket upgrades relayed",
+            )
+            .expect("valid metric"),
+            build_info: IntGaugeVec::new(
+                Opts::new("wardgate_build_info", "Build information"),
+                &["version"],
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
-        metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         metrics
     }
 
@@ -112,17 +145,28 @@ impl Metrics {
             Box::new(self.build_info.clone()),
         ];
         for collector in collectors {
-            self.registry.register(collector).expect("metric names are unique");
+            self.registry
+                .register(collector)
+                .expect("metric names are unique");
         }
         #[cfg(target_os = "linux")]
         {
-            let process = prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, "wardgate");
+            let process = prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "wardgate",
+            );
             let _ = self.registry.register(Box::new(process));
         }
     }
 
     /// Counts and times one answered request.
-    pub fn observe_request(&self, route: &str, method: &http::Method, status: http::StatusCode, seconds: f64) {
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &http::Method,
+        status: http::StatusCode,
+        seconds: f64,
+    ) {
         let class = match status.as_u16() {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -133,7 +177,9 @@ impl Metrics {
         self.requests_total
             .with_label_values(&[route, method_label(method), class])
             .inc();
-        self.request_duration.with_label_values(&[route]).observe(seconds);
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -23,11 +23,14 @@ pub struct Runtime {
 impl Runtime {
     pub fn build(config: &Config) -> Result<Runtime, Vec<Invalid>> {
         let mut problems = Vec::new();
-        let upstreams = upstream::build_all(&config.upstreams).map_err(|mut p| problems.append(&mut p));
-        let response_headers =
-            ResponseHeaders::build(&config.security_headers).map_err(|mut p| problems.append(&mut p));
+        let upstreams =
+            upstream::build_all(&config.upstreams).map_err(|mut p| problems.append(&mut p));
+        let response_headers = ResponseHeaders::build(&config.security_headers)
+            .map_err(|mut p| problems.append(&mut p));
         let routes = match &upstreams {
-            Ok(upstreams) => RouteTable::build(config, upstreams).map_err(|mut p| problems.append(&mut p)),
+            Ok(upstreams) => {
+                RouteTable::build(config, upstreams).map_err(|mut p| problems.append(&mut p))
+            }
             Err(()) => Err(()),
         };
         match (routes, response_headers) {

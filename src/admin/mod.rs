@@ -21,7 +21,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => accepted,
             () = shared.force_close.cancelled() => break,
         };
-        let Ok((stream, _peer)) = accepted else { continue };
+        let Ok((stream, _peer)) = accepted else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
@@ -55,15 +57,19 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ProxyBody> {
             );
             response
         }
-        _ => json(StatusCode::NOT_FOUND, r#"{"error":"no such admin endpoint"}"#),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"no such admin endpoint"}"#,
+        ),
     }
 }
 
 fn json(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

@@ -120,23 +120,41 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 /// Parses and checks config text; `path` names it in errors, relative file paths resolve
 /// against `base`.
 pub fn parse(text: &str, path: &Path, base: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    let mut config: Config = serde_yaml::from_str(text).map_err(|err| {
-        let (line, col) = err
-            .location()
-            .map(|at| (at.line(), at.column()))
-            .unwrap_or((1, 1));
+    let source_map = SourceMap::build(text);
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        // Two guesses at the position: where the failing key sits (serde_yaml reports errors
+        // raised inside a value at the enclosing mapping), and serde_yaml's own (exact for
+        // syntax errors). The later of the two is the more specific.
+        let key = err.path().to_string();
+        let inner = err.inner();
+        let by_key = source_map.exact(&key);
+        let by_parser = inner.location().map(|at| Position {
+            line: at.line(),
+            col: at.column(),
+        });
+        let position = by_key
+            .into_iter()
+            .chain(by_parser)
+            .max_by_key(|p| (p.line, p.col))
+            .unwrap_or_else(|| source_map.locate(&key));
+        let message = serde_message(&inner.to_string());
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
-            line,
-            col,
-            message: strip_serde_position(&err.to_string()),
+            line: position.line,
+            col: position.col,
+            message: if key == "." {
+                message
+            } else {
+                format!("{key}: {message}")
+            },
         }])
     })?;
     resolve_paths(&mut config, base);
     let loaded = LoadedConfig {
         config,
         path: path.to_owned(),
-        source_map: SourceMap::build(text),
+        source_map,
     };
     let problems = validate::validate(&loaded.config);
     if problems.is_empty() {
@@ -146,11 +164,16 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<LoadedConfig, Confi
     }
 }
 
-/// serde_yaml ends its messages with " at line L column C"; we print the position first.
-fn strip_serde_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(cut) => message[..cut].to_owned(),
-        None => message.to_owned(),
+/// serde_yaml's message without its own key path prefix and " at line L column C" suffix:
+/// the position is printed first and the key path is ours.
+fn serde_message(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(cut) => &message[..cut],
+        None => message,
+    };
+    match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(char::is_whitespace) => rest.to_owned(),
+        _ => message.to_owned(),
     }
 }
 

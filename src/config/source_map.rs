@@ -34,6 +34,11 @@ impl SourceMap {
         }
     }
 
+    /// The position of exactly `key`, if it is in the file.
+    pub fn exact(&self, key: &str) -> Option<Position> {
+        self.positions.get(key).copied()
+    }
+
     /// The position of `key`, or of its nearest ancestor present in the file (a missing
     /// key is reported where its parent mapping starts).
     pub fn locate(&self, key: &str) -> Position {
@@ -152,7 +157,10 @@ mod tests {
         let text = "server:\n  listen: 127.0.0.1:0\nroutes:\n  - name: a\n    upstream: x\n  - name: b\n    upstream: y\n";
         let map = SourceMap::build(text);
         assert_eq!(map.locate("server.listen"), Position { line: 2, col: 3 });
-        assert_eq!(map.locate("routes[1].upstream"), Position { line: 7, col: 5 });
+        assert_eq!(
+            map.locate("routes[1].upstream"),
+            Position { line: 7, col: 5 }
+        );
         assert_eq!(map.locate("routes[1].missing").line, 6);
         assert_eq!(map.locate("nothing"), Position { line: 1, col: 1 });
     }

@@ -15,9 +15,8 @@ pub struct HumanDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer).map_err(|_| {
-            de::Error::custom("expected a duration with a unit, such as 30s or 5m")
-        })?;
+        let text = String::deserialize(deserializer)
+            .map_err(|_| de::Error::custom("expected a duration with a unit, such as 30s or 5m"))?;
         humantime::parse_duration(text.trim())
             .map(HumanDuration)
             .map_err(|err| {

@@ -45,7 +45,7 @@ fn check_server(config: &Config, problems: &mut Vec<Invalid>) {
             "must be at least 1",
         ));
     }
-    if config.server.listen == config.admin.listen {
+    if config.server.listen == config.admin.listen && config.server.listen.port() != 0 {
         problems.push(Invalid::new(
             "admin.listen",
             "the admin listener must not share the proxy listener's address",

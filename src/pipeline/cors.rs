@@ -21,7 +21,11 @@ pub struct Cors {
 }
 
 impl Cors {
-    pub fn build(key: &str, config: &CorsConfig, route_methods: &[Method]) -> Result<Cors, Vec<Invalid>> {
+    pub fn build(
+        key: &str,
+        config: &CorsConfig,
+        route_methods: &[Method],
+    ) -> Result<Cors, Vec<Invalid>> {
         let methods: Vec<Method> = if config.allowed_methods.is_empty() {
             route_methods.to_vec()
         } else {
@@ -83,9 +87,15 @@ impl Cors {
         let Some(origin) = origin.filter(|origin| self.allows_origin(origin)) else {
             return;
         };
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            self.allow_origin_value(origin),
+        );
         if self.credentials {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         if let Some(exposed) = &self.expose_headers {
             headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed.clone());
@@ -97,13 +107,22 @@ impl Cors {
         *response.status_mut() = StatusCode::NO_CONTENT;
         let headers = response.headers_mut();
         headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
-        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.allow_methods.clone());
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            self.allow_origin_value(origin),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            self.allow_methods.clone(),
+        );
         if let Some(allowed) = &self.allow_headers {
             headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allowed.clone());
         }
         if self.credentials {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         headers.insert(header::ACCESS_CONTROL_MAX_AGE, self.max_age.clone());
         response
@@ -116,16 +135,24 @@ pub fn preflight_method<B>(request: &Request<B>) -> Option<Method> {
     if request.method() != Method::OPTIONS || !request.headers().contains_key(header::ORIGIN) {
         return None;
     }
-    let requested = request.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    let requested = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
     Method::from_bytes(requested.as_bytes()).ok()
 }
 
 /// Answers a preflight for the matched route: 204 with the route's CORS policy when the
 /// origin and method are allowed, 403 otherwise (including routes without CORS).
-pub fn answer_preflight<B>(cors: Option<&Cors>, request: &Request<B>, method: &Method) -> Result<Response<ProxyBody>, Rejection> {
+pub fn answer_preflight<B>(
+    cors: Option<&Cors>,
+    request: &Request<B>,
+    method: &Method,
+) -> Result<Response<ProxyBody>, Rejection> {
     let origin = request.headers().get(header::ORIGIN);
     match (cors, origin) {
-        (Some(cors), Some(origin)) if cors.allows_origin(origin) && cors.methods.contains(method) => {
+        (Some(cors), Some(origin))
+            if cors.allows_origin(origin) && cors.methods.contains(method) =>
+        {
             Ok(cors.preflight_response(origin))
         }
         _ => Err(Rejection::CorsDenied),

@@ -30,6 +30,9 @@ pub async fn to_upstream(
     let (mut parts, body) = request.into_parts();
     let limit = route.max_body_size;
     if declared_length(&parts.headers).is_some_and(|length| length > limit) {
+        if parts.headers.get(header::EXPECT).is_none() {
+            discard(body).await;
+        }
         return Err(Rejection::BodyTooLarge { limit });
     }
     let websocket = route.websocket
@@ -79,8 +82,14 @@ pub async fn to_upstream(
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = response.extensions_mut().remove::<OnUpgrade>();
-        let (Some(client_upgrade), Some(upstream_upgrade)) = (client_upgrade, upstream_upgrade) else {
-            return Err(upstream_failed(gateway, ctx, &upstream.name, UpstreamError::Broken));
+        let (Some(client_upgrade), Some(upstream_upgrade)) = (client_upgrade, upstream_upgrade)
+        else {
+            return Err(upstream_failed(
+                gateway,
+                ctx,
+                &upstream.name,
+                UpstreamError::Broken,
+            ));
         };
         gateway.tasks.spawn(websocket::relay(
             client_upgrade,
@@ -97,7 +106,12 @@ pub async fn to_upstream(
     Ok(response.map(streaming))
 }
 
-fn upstream_failed(gateway: &Shared, ctx: &RequestCtx, upstream: &str, err: UpstreamError) -> Rejection {
+fn upstream_failed(
+    gateway: &Shared,
+    ctx: &RequestCtx,
+    upstream: &str,
+    err: UpstreamError,
+) -> Rejection {
     gateway
         .metrics
         .upstream_errors
@@ -110,6 +124,17 @@ fn upstream_failed(gateway: &Shared, ctx: &RequestCtx, upstream: &str, err: Upst
         "upstream call failed: {err}"
     );
     Rejection::from(err)
+}
+
+/// How much of a refused body is read and thrown away before answering.
+const DISCARD_LIMIT: usize = 256 * 1024;
+
+/// Reads and discards the start of a body that will not be forwarded, for at most a second,
+/// so a client still sending it reads our 413 rather than a connection reset (what nginx
+/// calls a lingering close). Clients that sent `Expect: 100-continue` never send it at all.
+async fn discard(body: Incoming) {
+    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, DISCARD_LIMIT));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -46,7 +46,11 @@ pub struct RequestCtx {
 }
 
 /// Runs one request through the stages and always returns a response.
-pub async fn handle(gateway: &Shared, conn: &ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    gateway: &Shared,
+    conn: &ConnInfo,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     // One config snapshot per request: a reload mid-request cannot mix two configs.
     let runtime = gateway.runtime.load_full();
     let mut ctx = RequestCtx {
@@ -65,7 +69,11 @@ pub async fn handle(gateway: &Shared, conn: &ConnInfo, request: Request<Incoming
         Err(rejection) => {
             ctx.rejected = Some(rejection.kind());
             if let Rejection::BadPath(reason) = &rejection {
-                gateway.metrics.path_rejections.with_label_values(&[reason.kind()]).inc();
+                gateway
+                    .metrics
+                    .path_rejections
+                    .with_label_values(&[reason.kind()])
+                    .inc();
             }
             rejection.into_response(&ctx.request_id)
         }
@@ -90,7 +98,12 @@ async fn stages(
     //   browsers send it without credentials, so it must come before identification.
     let preflight = cors::preflight_method(&request);
     let method = preflight.as_ref().unwrap_or(request.method());
-    let Matched { route, params } = runtime.routes.select(&path, method)?;
+    let Matched { route, params } = match runtime.routes.select(&path, method) {
+        Err(Rejection::MethodNotAllowed { .. }) if preflight.is_some() => {
+            return Err(Rejection::CorsDenied)
+        }
+        selected => selected?,
+    };
     ctx.route = Some(route.clone());
     ctx.params = params;
     if let Some(method) = &preflight {
@@ -109,8 +122,13 @@ fn finish(
     origin: Option<&HeaderValue>,
     response: &mut Response<ProxyBody>,
 ) {
-    runtime.response_headers.apply(response.headers_mut(), &ctx.request_id);
-    if let (Some(cors), false) = (ctx.route.as_ref().and_then(|r| r.cors.as_ref()), ctx.preflight) {
+    runtime
+        .response_headers
+        .apply(response.headers_mut(), &ctx.request_id);
+    if let (Some(cors), false) = (
+        ctx.route.as_ref().and_then(|r| r.cors.as_ref()),
+        ctx.preflight,
+    ) {
         cors.decorate(origin, response.headers_mut());
     }
     let route = ctx.route.as_ref().map_or("unmatched", |r| r.name.as_str());

@@ -191,7 +191,10 @@ mod tests {
         ("/api/..\\admin", PathError::Backslash),
         ("/api/p-1%00.json", PathError::ControlCharacter),
         ("/api/p-1\0", PathError::ControlCharacter),
-        ("/api/p-1%0d%0aX-Injected:%20yes", PathError::ControlCharacter),
+        (
+            "/api/p-1%0d%0aX-Injected:%20yes",
+            PathError::ControlCharacter,
+        ),
         ("/api/p-1%7f", PathError::ControlCharacter),
         ("/api/%2e%2e/admin", PathError::EncodedDotSegment),
         ("/api/%2E%2E/admin", PathError::EncodedDotSegment),

@@ -88,7 +88,11 @@ impl Rejection {
 }
 
 /// A gateway-made JSON error: `{"error": "...", "request_id": "..."}`.
-pub fn error_response(status: StatusCode, message: &str, request_id: &HeaderValue) -> Response<ProxyBody> {
+pub fn error_response(
+    status: StatusCode,
+    message: &str,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
     let body = serde_json::json!({
         "error": message,
         "request_id": request_id.to_str().unwrap_or_default(),

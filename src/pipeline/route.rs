@@ -58,7 +58,10 @@ impl RouteTable {
                 None => None,
             };
             let index = routes.len();
-            match by_template.iter_mut().find(|(template, ..)| *template == route.path) {
+            match by_template
+                .iter_mut()
+                .find(|(template, ..)| *template == route.path)
+            {
                 Some((_, indexes, _)) => {
                     let overlap = indexes.iter().any(|&other: &usize| {
                         let other = &routes[other];
@@ -116,7 +119,12 @@ impl RouteTable {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         let candidates = found.value.iter().map(|&i| &self.routes[i]);
-        if let Some(route) = candidates.clone().find(|route| route.methods.contains(method)) {
+        // HEAD is served wherever GET is, as every HTTP server does.
+        let serves = |route: &Route| {
+            route.methods.contains(method)
+                || (method == Method::HEAD && route.methods.contains(&Method::GET))
+        };
+        if let Some(route) = candidates.clone().find(|route| serves(route)) {
             return Ok(Matched {
                 route: route.clone(),
                 params,

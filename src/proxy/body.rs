@@ -16,7 +16,9 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// A body held in memory (gateway-made responses: errors, health, metrics).
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn empty() -> ProxyBody {

@@ -150,8 +150,16 @@ impl ResponseHeaders {
                 header::STRICT_TRANSPORT_SECURITY,
                 &config.strict_transport_security,
             ),
-            ("referrer_policy", header::REFERRER_POLICY, &config.referrer_policy),
-            ("frame_options", header::X_FRAME_OPTIONS, &config.frame_options),
+            (
+                "referrer_policy",
+                header::REFERRER_POLICY,
+                &config.referrer_policy,
+            ),
+            (
+                "frame_options",
+                header::X_FRAME_OPTIONS,
+                &config.frame_options,
+            ),
             (
                 "content_security_policy",
                 header::CONTENT_SECURITY_POLICY,
@@ -192,7 +200,10 @@ mod tests {
     #[test]
     fn removes_headers_named_in_connection() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-kept", HeaderValue::from_static("1"));

@@ -58,13 +58,18 @@ pub struct Upstream {
 impl Upstream {
     pub fn build(name: &str, config: &UpstreamConfig) -> Result<Upstream, Vec<Invalid>> {
         let key = format!("upstreams.{name}");
-        let uri: Uri = config
-            .url
-            .parse()
-            .map_err(|err| vec![Invalid::new(format!("{key}.url"), format!("invalid URL: {err}"))])?;
+        let uri: Uri = config.url.parse().map_err(|err| {
+            vec![Invalid::new(
+                format!("{key}.url"),
+                format!("invalid URL: {err}"),
+            )]
+        })?;
         let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
         else {
-            return Err(vec![Invalid::new(format!("{key}.url"), "the URL needs a scheme and a host")]);
+            return Err(vec![Invalid::new(
+                format!("{key}.url"),
+                "the URL needs a scheme and a host",
+            )]);
         };
         let tls = crate::tls::upstream_client_config(&format!("{key}.tls"), config.tls.as_ref())?;
 
@@ -78,7 +83,10 @@ impl Upstream {
         let builder = match config.tls.as_ref().and_then(|tls| tls.server_name.clone()) {
             Some(server_name) => {
                 let name = rustls::pki_types::ServerName::try_from(server_name).map_err(|_| {
-                    vec![Invalid::new(format!("{key}.tls.server_name"), "not a valid DNS name or IP address")]
+                    vec![Invalid::new(
+                        format!("{key}.tls.server_name"),
+                        "not a valid DNS name or IP address",
+                    )]
                 })?;
                 builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
             }
@@ -123,7 +131,10 @@ impl Upstream {
     }
 
     /// Sends a request and waits for the response head within the response timeout.
-    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Err(_elapsed) => Err(UpstreamError::ResponseTimeout),
             Ok(Ok(response)) => Ok(response),
@@ -149,7 +160,9 @@ fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamError {
 /// Every configured upstream by name.
 pub type Upstreams = HashMap<String, Arc<Upstream>>;
 
-pub fn build_all(configs: &std::collections::BTreeMap<String, UpstreamConfig>) -> Result<Upstreams, Vec<Invalid>> {
+pub fn build_all(
+    configs: &std::collections::BTreeMap<String, UpstreamConfig>,
+) -> Result<Upstreams, Vec<Invalid>> {
     let mut upstreams = HashMap::new();
     let mut problems = Vec::new();
     for (name, config) in configs {

@@ -29,7 +29,8 @@ pub async fn relay(
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 16 * 1024, 16 * 1024);
+    let copy =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 16 * 1024, 16 * 1024);
     tokio::select! {
         result = copy => {
             if let Err(err) = result {

@@ -81,7 +81,11 @@ impl<T> ActivityIo<T> {
 }
 
 impl<T: AsyncRead> AsyncRead for ActivityIo<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
@@ -93,7 +97,11 @@ impl<T: AsyncRead> AsyncRead for ActivityIo<T> {
 }
 
 impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let result = this.inner.poll_write(cx, buf);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {

@@ -24,19 +24,20 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let limits = &shared.limits;
 
     let acceptor = TlsAcceptor::from(shared.tls.load_full());
-    let tls = match tokio::time::timeout(limits.tls_handshake_timeout.0, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(err)) => {
-            shared.metrics.tls_handshake_errors.inc();
-            tracing::debug!(client = %peer.ip(), error = %err, "TLS handshake failed");
-            return;
-        }
-        Err(_elapsed) => {
-            shared.metrics.tls_handshake_errors.inc();
-            tracing::debug!(client = %peer.ip(), "TLS handshake timed out");
-            return;
-        }
-    };
+    let tls =
+        match tokio::time::timeout(limits.tls_handshake_timeout.0, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) => {
+                shared.metrics.tls_handshake_errors.inc();
+                tracing::debug!(client = %peer.ip(), error = %err, "TLS handshake failed");
+                return;
+            }
+            Err(_elapsed) => {
+                shared.metrics.tls_handshake_errors.inc();
+                tracing::debug!(client = %peer.ip(), "TLS handshake timed out");
+                return;
+            }
+        };
     let client_cert = tls
         .get_ref()
         .1

@@ -146,7 +146,9 @@ impl RunningGateway {
         let result = config::load(&self.config_path).and_then(|loaded| {
             let prepared = prepare(&loaded)?;
             if (loaded.config.server.listen, loaded.config.admin.listen) != self.listen {
-                tracing::warn!("listener addresses changed in the config; restart wardgate to apply them");
+                tracing::warn!(
+                    "listener addresses changed in the config; restart wardgate to apply them"
+                );
             }
             Ok(prepared)
         });
@@ -157,12 +159,20 @@ impl RunningGateway {
                 if let Some(expiry) = prepared.tls.cert_not_after {
                     self.shared.metrics.tls_cert_expiry.set(expiry);
                 }
-                self.shared.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                self.shared
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["ok"])
+                    .inc();
                 tracing::info!(config = %self.config_path.display(), "config and certificates reloaded");
                 Ok(())
             }
             Err(errors) => {
-                self.shared.metrics.config_reloads.with_label_values(&["error"]).inc();
+                self.shared
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
                 for error in &errors.0 {
                     tracing::error!("reload refused, keeping the running config: {error}");
                 }
@@ -178,7 +188,10 @@ impl RunningGateway {
         self.shared.ready.store(false, Ordering::SeqCst);
         self.shared.graceful.cancel();
         self.shared.tasks.close();
-        if tokio::time::timeout(self.grace_period, self.shared.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(self.grace_period, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("grace period over; closing the remaining connections");
             self.shared.force_close.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.tasks.wait()).await;
@@ -207,7 +220,11 @@ impl RunningGateway {
     }
 }
 
-fn local_addr(listener: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+fn local_addr(
+    listener: &TcpListener,
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
     listener
         .local_addr()
         .map_err(|source| StartError::Bind { what, addr, source })

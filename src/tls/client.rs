@@ -7,22 +7,30 @@ use super::{load_certs, load_private_key, load_roots, provider, PROTOCOL_VERSION
 use crate::config::{Invalid, UpstreamTls};
 
 /// The client config for one upstream; `key` is the config key path of its `tls` block.
-pub fn upstream_client_config(key: &str, tls: Option<&UpstreamTls>) -> Result<ClientConfig, Vec<Invalid>> {
+pub fn upstream_client_config(
+    key: &str,
+    tls: Option<&UpstreamTls>,
+) -> Result<ClientConfig, Vec<Invalid>> {
     let mut problems = Vec::new();
     let roots = match tls.and_then(|tls| tls.ca.as_ref()) {
-        Some(ca) => load_roots(ca).map_err(|msg| problems.push(Invalid::new(format!("{key}.ca"), msg))),
+        Some(ca) => {
+            load_roots(ca).map_err(|msg| problems.push(Invalid::new(format!("{key}.ca"), msg)))
+        }
         None => system_roots().map_err(|msg| problems.push(Invalid::new(key, msg))),
     };
     let identity = match tls.and_then(|tls| tls.client_cert.as_ref().zip(tls.client_key.as_ref())) {
         Some((cert, private_key)) => {
-            let certs = load_certs(cert).map_err(|msg| problems.push(Invalid::new(format!("{key}.client_cert"), msg)));
+            let certs = load_certs(cert)
+                .map_err(|msg| problems.push(Invalid::new(format!("{key}.client_cert"), msg)));
             let private_key = load_private_key(private_key)
                 .map_err(|msg| problems.push(Invalid::new(format!("{key}.client_key"), msg)));
             Some(certs.and_then(|certs| private_key.map(|k| (certs, k))))
         }
         None => None,
     };
-    let Ok(roots) = roots else { return Err(problems) };
+    let Ok(roots) = roots else {
+        return Err(problems);
+    };
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(|err| vec![Invalid::new(key, err.to_string())])?
@@ -30,9 +38,14 @@ pub fn upstream_client_config(key: &str, tls: Option<&UpstreamTls>) -> Result<Cl
     match identity {
         None => Ok(builder.with_no_client_auth()),
         Some(Err(())) => Err(problems),
-        Some(Ok((certs, private_key))) => builder.with_client_auth_cert(certs, private_key).map_err(|err| {
-            vec![Invalid::new(format!("{key}.client_key"), format!("the key does not fit the certificate: {err}"))]
-        }),
+        Some(Ok((certs, private_key))) => builder
+            .with_client_auth_cert(certs, private_key)
+            .map_err(|err| {
+                vec![Invalid::new(
+                    format!("{key}.client_key"),
+                    format!("the key does not fit the certificate: {err}"),
+                )]
+            }),
     }
 }
 
@@ -41,7 +54,9 @@ fn system_roots() -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err("no system CA certificates found; set tls.ca to the upstream's CA bundle".to_owned());
+        return Err(
+            "no system CA certificates found; set tls.ca to the upstream's CA bundle".to_owned(),
+        );
     }
     Ok(roots)
 }

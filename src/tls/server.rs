@@ -19,17 +19,23 @@ pub struct ServerTlsConfig {
 /// `http/1.1`, and client certificate verification when `client_ca` is set.
 pub fn server_config(tls: &ServerTls) -> Result<ServerTlsConfig, Vec<Invalid>> {
     let mut problems = Vec::new();
-    let certs = load_certs(&tls.cert).map_err(|msg| problems.push(Invalid::new("server.tls.cert", msg)));
-    let key = load_private_key(&tls.key).map_err(|msg| problems.push(Invalid::new("server.tls.key", msg)));
+    let certs =
+        load_certs(&tls.cert).map_err(|msg| problems.push(Invalid::new("server.tls.cert", msg)));
+    let key = load_private_key(&tls.key)
+        .map_err(|msg| problems.push(Invalid::new("server.tls.key", msg)));
     let verifier = tls.client_ca.as_ref().map(|ca| {
-        let roots = load_roots(ca).map_err(|msg| problems.push(Invalid::new("server.tls.client_ca", msg)))?;
+        let roots = load_roots(ca)
+            .map_err(|msg| problems.push(Invalid::new("server.tls.client_ca", msg)))?;
         let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
         let builder = match tls.client_auth {
             ClientAuth::Required => builder,
             ClientAuth::Optional => builder.allow_unauthenticated(),
         };
         builder.build().map_err(|err| {
-            problems.push(Invalid::new("server.tls.client_ca", format!("cannot verify clients with this CA: {err}")))
+            problems.push(Invalid::new(
+                "server.tls.client_ca",
+                format!("cannot verify clients with this CA: {err}"),
+            ))
         })
     });
     let (Ok(certs), Ok(key)) = (certs, key) else {
@@ -49,7 +55,10 @@ pub fn server_config(tls: &ServerTls) -> Result<ServerTlsConfig, Vec<Invalid>> {
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|err| {
-        vec![Invalid::new("server.tls.key", format!("the key does not fit the certificate: {err}"))]
+        vec![Invalid::new(
+            "server.tls.key",
+            format!("the key does not fit the certificate: {err}"),
+        )]
     })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = true;

@@ -1,0 +1,258 @@
+//! The demo consultation backend: a small in-memory JSON REST service shaped like a real
+//! hospital consultation app (patients, their records, consultations and messages), so the
+//! gateway has something real to stand in front of. It knows nothing about wardgate.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::proxy::body::{full, ProxyBody};
+
+/// The largest request body the demo backend reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// A running demo backend; stops when [`DemoBackend::stop`] is called.
+pub struct DemoBackend {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl DemoBackend {
+    pub async fn start(addr: SocketAddr) -> std::io::Result<DemoBackend> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let store = Arc::new(Mutex::new(Store::seeded()));
+        tokio::spawn(serve(listener, store, stop.clone()));
+        Ok(DemoBackend { addr, stop })
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let store = store.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let store = store.clone();
+                async move { Ok::<_, Infallible>(handle(&store, request).await) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// The demo's data: patients, their records, consultations and their messages.
+struct Store {
+    patients: BTreeMap<String, Value>,
+    records: BTreeMap<String, Vec<Value>>,
+    consultations: BTreeMap<String, Value>,
+    messages: BTreeMap<String, Vec<Value>>,
+    next_id: u64,
+}
+
+impl Store {
+    fn seeded() -> Store {
+        let mut store = Store {
+            patients: BTreeMap::new(),
+            records: BTreeMap::new(),
+            consultations: BTreeMap::new(),
+            messages: BTreeMap::new(),
+            next_id: 3000,
+        };
+        for patient in [
+            json!({"id": "p-1001", "name": "Li Wei", "id_number": "110101199003071234",
+                   "phone": "13812345678", "date_of_birth": "1990-03-07", "department": "cardiology"}),
+            json!({"id": "p-1002", "name": "Zhang Min", "id_number": "310104198511200021",
+                   "phone": "13998765432", "date_of_birth": "1985-11-20", "department": "dermatology"}),
+        ] {
+            let id = patient["id"].as_str().unwrap_or_default().to_owned();
+            store.patients.insert(id, patient);
+        }
+        store.records.insert(
+            "p-1001".into(),
+            vec![json!({"id": "r-1", "patient_id": "p-1001", "date": "2026-10-02",
+                        "diagnosis": "stable angina", "prescription": "nitroglycerin 0.5mg as needed"})],
+        );
+        store.records.insert(
+            "p-1002".into(),
+            vec![json!({"id": "r-2", "patient_id": "p-1002", "date": "2026-09-14",
+                        "diagnosis": "atopic dermatitis", "prescription": "hydrocortisone cream 1%"})],
+        );
+        store.consultations.insert(
+            "c-2001".into(),
+            json!({"id": "c-2001", "patient_id": "p-1001", "doctor": "dr-chen",
+                   "department": "cardiology", "kind": "text", "status": "open"}),
+        );
+        store.messages.insert(
+            "c-2001".into(),
+            vec![json!({"id": "m-1", "author": "patient", "text": "My chest feels tight after climbing stairs."}),
+                 json!({"id": "m-2", "author": "dr-chen", "text": "How long does it last? Please avoid exertion until we talk."})],
+        );
+        store
+    }
+
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{}", self.next_id)
+    }
+}
+
+async fn handle(store: &Mutex<Store>, request: Request<Incoming>) -> Response<ProxyBody> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "body too large"}),
+            )
+        }
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let Ok(mut store) = store.lock() else {
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "store unavailable"}),
+        );
+    };
+    match (method, segments.as_slice()) {
+        (Method::GET, ["api", "patients"]) => reply(
+            StatusCode::OK,
+            Value::Array(store.patients.values().cloned().collect()),
+        ),
+        (Method::POST, ["api", "patients"]) => with_json(&body, |mut patient| {
+            let id = store.new_id("p");
+            patient["id"] = json!(id);
+            store.patients.insert(id, patient.clone());
+            reply(StatusCode::CREATED, patient)
+        }),
+        (Method::GET, ["api", "patients", id]) => match store.patients.get(*id) {
+            Some(patient) => reply(StatusCode::OK, patient.clone()),
+            None => not_found("patient"),
+        },
+        (Method::PUT, ["api", "patients", id]) => with_json(&body, |update| {
+            let Some(patient) = store.patients.get_mut(*id) else {
+                return not_found("patient");
+            };
+            if let (Some(target), Some(fields)) = (patient.as_object_mut(), update.as_object()) {
+                for (key, value) in fields {
+                    if key != "id" {
+                        target.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            reply(StatusCode::OK, patient.clone())
+        }),
+        (Method::DELETE, ["api", "patients", id]) => {
+            if store.patients.remove(*id).is_none() {
+                return not_found("patient");
+            }
+            store.records.remove(*id);
+            reply(StatusCode::OK, json!({"deleted": id}))
+        }
+        (Method::GET, ["api", "patients", id, "records"]) => {
+            if !store.patients.contains_key(*id) {
+                return not_found("patient");
+            }
+            reply(
+                StatusCode::OK,
+                json!(store.records.get(*id).cloned().unwrap_or_default()),
+            )
+        }
+        (Method::POST, ["api", "patients", id, "records"]) => with_json(&body, |mut record| {
+            if !store.patients.contains_key(*id) {
+                return not_found("patient");
+            }
+            record["id"] = json!(store.new_id("r"));
+            record["patient_id"] = json!(id);
+            store
+                .records
+                .entry((*id).to_owned())
+                .or_default()
+                .push(record.clone());
+            reply(StatusCode::CREATED, record)
+        }),
+        (Method::GET, ["api", "consultations", id]) => match store.consultations.get(*id) {
+            Some(consultation) => reply(StatusCode::OK, consultation.clone()),
+            None => not_found("consultation"),
+        },
+        (Method::GET, ["api", "consultations", id, "messages"]) => match store.messages.get(*id) {
+            Some(messages) => reply(StatusCode::OK, json!(messages)),
+            None => not_found("consultation"),
+        },
+        (Method::POST, ["api", "consultations", id, "messages"]) => {
+            with_json(&body, |mut message| {
+                if !store.consultations.contains_key(*id) {
+                    return not_found("consultation");
+                }
+                message["id"] = json!(store.new_id("m"));
+                store
+                    .messages
+                    .entry((*id).to_owned())
+                    .or_default()
+                    .push(message.clone());
+                reply(StatusCode::CREATED, message)
+            })
+        }
+        _ => not_found("resource"),
+    }
+}
+
+fn with_json(body: &Bytes, then: impl FnOnce(Value) -> Response<ProxyBody>) -> Response<ProxyBody> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) if value.is_object() => then(value),
+        Ok(_) => reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "expected a JSON object"}),
+        ),
+        Err(err) => reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("invalid JSON: {err}")}),
+        ),
+    }
+}
+
+fn not_found(what: &str) -> Response<ProxyBody> {
+    reply(
+        StatusCode::NOT_FOUND,
+        json!({"error": format!("{what} not found")}),
+    )
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<ProxyBody> {
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

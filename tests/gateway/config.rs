@@ -1,0 +1,178 @@
+//! Config errors: each names the file, line and column of the bad value and says what is
+//! wrong; `wardgate check` prints them and exits 2, or prints `ok` and exits 0.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn problems(pki: &Pki, yaml: &str) -> String {
+    let path = write_config(pki, yaml);
+    match wardgate::config::load(&path)
+        .and_then(|loaded| wardgate::server::prepare(&loaded).map(|_| ()))
+    {
+        Ok(()) => panic!("config was accepted:\n{yaml}"),
+        Err(errors) => errors.to_string(),
+    }
+}
+
+/// The line of `needle` in `yaml` (1-based).
+fn line_of(yaml: &str, needle: &str) -> usize {
+    yaml.lines().position(|line| line.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn each_bad_value_is_reported_at_its_line() {
+    let pki = Pki::new();
+    let good = standard_config(&pki, "http://127.0.0.1:9");
+    let path = pki.path("wardgate.yaml").display().to_string();
+
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            good.replace("idle_timeout: 30s", "idle_timeout: 30 parsecs"),
+            "idle_timeout",
+            "invalid duration",
+        ),
+        (
+            good.replace("max_body_size: 64KiB", "max_body_size: lots"),
+            "max_body_size: lots",
+            "invalid size",
+        ),
+        (
+            good.replace(
+                "  shutdown_grace_period: 5s",
+                "  shutdown_grace_period: 5s\n  listn: 1",
+            ),
+            "listn",
+            "unknown field `listn`",
+        ),
+        (
+            good.replace("methods: [GET, PUT]", "methods: [GET, get]"),
+            "methods: [GET, get]",
+            "invalid HTTP method",
+        ),
+        (
+            good.replace(
+                "    upstream: backend\n  - name: patient-records",
+                "    upstream: backedn\n  - name: patient-records",
+            ),
+            "upstream: backedn",
+            "unknown upstream \"backedn\"",
+        ),
+        (
+            good.replace("url: http://127.0.0.1:9", "url: ftp://127.0.0.1:9"),
+            "url: ftp",
+            "must start with http:// or https://",
+        ),
+        (
+            good.replace("- name: patient-records", "- name: patient  # again"),
+            "# again",
+            "used twice",
+        ),
+        (
+            good.replace(
+                "allowed_origins: [\"https://consult.example-hospital.cn\"]",
+                "allowed_origins: [\"*\"]",
+            ),
+            "allowed_origins",
+            "'*' cannot be combined with allow_credentials",
+        ),
+        (
+            good.replace(
+                &pki.server.cert.display().to_string(),
+                "/nonexistent/server.pem",
+            ),
+            "cert: /nonexistent",
+            "cannot read /nonexistent/server.pem",
+        ),
+        (
+            good.replace(
+                &pki.server.key.display().to_string(),
+                &pki.ca_cert.display().to_string(),
+            ),
+            "key: ",
+            "no usable PEM private key",
+        ),
+        (
+            good.replace("path: /api/events/{*rest}", "path: /api/events/{rest"),
+            "/api/events/{rest",
+            "invalid or conflicting path template",
+        ),
+    ];
+    for (yaml, needle, message) in cases {
+        let reported = problems(&pki, &yaml);
+        let prefix = format!("{path}:{}:", line_of(&yaml, needle));
+        assert!(
+            reported.starts_with(&prefix) || reported.contains(&format!("\n{prefix}")),
+            "expected {prefix} in:\n{reported}"
+        );
+        assert!(
+            reported.contains(message),
+            "expected {message:?} in:\n{reported}"
+        );
+    }
+}
+
+#[test]
+fn broken_yaml_is_reported_at_its_line() {
+    let pki = Pki::new();
+    let reported = problems(
+        &pki,
+        "server:\n  listen: 127.0.0.1:0\n\ttls: {}\nroutes: []\n",
+    );
+    assert!(reported.contains("wardgate.yaml:3:"), "{reported}");
+    assert!(reported.contains("tab"), "{reported}");
+}
+
+#[test]
+fn wardgate_check_prints_problems_and_exits_2_or_prints_ok() {
+    let pki = Pki::new();
+    let good = standard_config(&pki, "http://127.0.0.1:9");
+    let path = write_config(&pki, &good);
+    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+
+    let bad = good.replace("connect_timeout: 1s", "connect_timeout: soon");
+    let path = write_config(&pki, &bad);
+    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = line_of(&bad, "connect_timeout: soon");
+    assert!(
+        stderr.starts_with(&format!("{}:{line}:", path.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("invalid duration \"soon\""), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["check", "--config", "/nonexistent/wardgate.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    // The annotated reference config parses and validates with every key it documents.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for name in ["wardgate.yaml", "demo.yaml"] {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        if let Err(errors) = wardgate::config::parse(&text, &root.join(name), &root) {
+            panic!("{errors}");
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The gateway's life: graceful shutdown finishes in-flight requests, a bad reload keeps the
+//! running config, SIGHUP swaps the certificate without dropping open connections, SIGTERM
+//! stops the binary cleanly, and idle or slow connections are closed.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wardgate::proxy::body::full;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_the_request_in_flight() {
+    let pki = Pki::new();
+    let upstream = Upstream::start(|_request| async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        Response::new(full("finished"))
+    })
+    .await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let proxy_addr = gateway.proxy_addr;
+    let admin_addr = gateway.admin_addr;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let in_flight = tokio::spawn(async move { client.get("/api/patients/p-1").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let shutdown = tokio::spawn(gateway.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // While draining: not ready, and no new connections.
+    let tcp = tokio::net::TcpStream::connect(admin_addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let readiness = sender
+        .send_request(
+            Request::get("/readyz")
+                .header("host", "admin")
+                .body(no_body())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(readiness.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        tokio::net::TcpStream::connect(proxy_addr).await.is_err(),
+        "the listener is closed"
+    );
+
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "finished");
+    shutdown.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_reload_keeps_the_running_config_and_a_good_one_applies() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let config = standard_config(&pki, &upstream.url());
+    let gateway = start_gateway(&pki, &config).await;
+
+    write_config(
+        &pki,
+        &config.replace("methods: [GET, PUT]", "methods: [GET, PUTT"),
+    );
+    let errors = gateway.reload().unwrap_err().to_string();
+    assert!(errors.contains("wardgate.yaml:"), "{errors}");
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    assert_eq!(client.get("/api/patients/p-1").await.status, StatusCode::OK);
+    assert_eq!(
+        metric(&gateway, r#"wardgate_config_reloads_total{result="error"}"#).await,
+        1.0
+    );
+
+    let with_new_route = config.replace(
+        "routes:\n",
+        "routes:\n  - name: appointments\n    path: /api/appointments\n    methods: [GET]\n    upstream: backend\n",
+    );
+    write_config(&pki, &with_new_route);
+    gateway.reload().unwrap();
+    assert_eq!(client.get("/api/appointments").await.status, StatusCode::OK);
+    assert_eq!(
+        metric(&gateway, r#"wardgate_config_reloads_total{result="ok"}"#).await,
+        1.0
+    );
+    gateway.shutdown().await;
+}
+
+/// The gateway binary, started with a config; its JSON log says where it listens.
+struct GatewayProcess {
+    child: std::process::Child,
+    proxy_addr: std::net::SocketAddr,
+}
+
+impl GatewayProcess {
+    fn start(config: &std::path::Path) -> GatewayProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut lines = stderr.lines();
+        let proxy_addr = loop {
+            let line = lines
+                .next()
+                .expect("the gateway exited before serving")
+                .unwrap();
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "wardgate is serving" {
+                break event["proxy_addr"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining the log so the gateway never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        GatewayProcess { child, proxy_addr }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn served_certificate(addr: std::net::SocketAddr, ca: &std::path::Path) -> Vec<u8> {
+    let tls = tls_stream(addr, &tls_connector(ca, &[b"http/1.1"], None))
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_without_dropping_open_connections() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let config = standard_config(&pki, &upstream.url())
+        .replace("  level: warn", "  level: info\n  format: json");
+    let path = write_config(&pki, &config);
+    let mut process = GatewayProcess::start(&path);
+    let addr = process.proxy_addr;
+
+    let before = served_certificate(addr, &pki.ca_cert).await;
+    let tls = tls_stream(addr, &tls_connector(&pki.ca_cert, &[b"http/1.1"], None))
+        .await
+        .unwrap();
+    let (mut open, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let get = || {
+        Request::get("/api/patients/p-1")
+            .header("host", "localhost")
+            .body(no_body())
+            .unwrap()
+    };
+    assert_eq!(
+        open.send_request(get()).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // A renewed certificate lands in the same files; SIGHUP picks it up.
+    pki.ca
+        .issue_server(pki.dir.path(), "server", &["localhost", "127.0.0.1"])
+        .unwrap();
+    process.signal("HUP");
+    let mut after = before.clone();
+    for _ in 0..50 {
+        after = served_certificate(addr, &pki.ca_cert).await;
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(after, before, "new connections get the renewed certificate");
+    assert_eq!(
+        open.send_request(get()).await.unwrap().status(),
+        StatusCode::OK,
+        "the open connection survives"
+    );
+
+    process.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || process.child.wait().map(|s| s.code()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, Some(0), "SIGTERM is a clean stop");
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let config = standard_config(&pki, &upstream.url()).replace(
+        "    idle_timeout: 30s",
+        "    idle_timeout: 400ms\n    header_read_timeout: 400ms",
+    );
+    let gateway = start_gateway(&pki, &config).await;
+
+    // Slowloris: headers that never finish.
+    let mut tls = tls_stream(
+        gateway.proxy_addr,
+        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
+    )
+    .await
+    .unwrap();
+    tls.write_all(b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    assert!(
+        closed.is_ok(),
+        "a connection that never finishes its headers is closed"
+    );
+
+    // An idle keep-alive connection is closed after the idle timeout.
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    assert_eq!(client.get("/api/patients/p-1").await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = client
+        .try_send(Request::get("/api/patients/p-1").body(no_body()).unwrap())
+        .await;
+    assert!(again.is_err(), "the idle connection was closed");
+    gateway.shutdown().await;
+}

@@ -1,0 +1,95 @@
+//! Body size limits: declared and streamed bodies over the limit get 413, per-route limits
+//! raise it for uploads, and oversized headers are refused.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_413_and_not_forwarded() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let request = Request::post("/api/patients/p-1/records")
+        .header("content-type", "application/json")
+        .body(body(vec![b'x'; 64 * 1024 + 1]))
+        .unwrap();
+    let reply = client.fetch(request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        reply.json()["error"],
+        "the request body is larger than 65536 bytes"
+    );
+    assert!(upstream.seen().is_empty());
+
+    // Exactly the limit passes.
+    let request = Request::post("/api/patients/p-1/records")
+        .body(body(vec![b'x'; 64 * 1024]))
+        .unwrap();
+    assert_eq!(client.fetch(request).await.status, StatusCode::OK);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_413() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let mut client = Client::h2(&gateway, &pki.ca_cert).await;
+    let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
+    let frames = futures_util::stream::iter(
+        (0..8).map(move |_| Ok::<_, wardgate::proxy::body::BoxError>(Frame::data(chunk.clone()))),
+    );
+    let request = Request::post("/api/patients/p-1/records")
+        .body(StreamBody::new(frames).boxed())
+        .unwrap();
+    let reply = client.fetch(request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_route_limit_allows_larger_uploads() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let request = Request::post("/api/uploads")
+        .body(body(vec![b'x'; 2 * 1024 * 1024]))
+        .unwrap();
+    let reply = client.fetch(request).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["body_len"], 2 * 1024 * 1024);
+    // Over the route's limit; on HTTP/2, where a refused body does not cost the connection.
+    let mut client = Client::h2(&gateway, &pki.ca_cert).await;
+    let request = Request::post("/api/uploads")
+        .body(body(vec![b'x'; 16 * 1024 * 1024 + 1]))
+        .unwrap();
+    assert_eq!(
+        client.fetch(request).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let big = "a".repeat(40 * 1024);
+    let request = format!("GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
+    let response = raw_exchange(gateway.proxy_addr, &pki.ca_cert, request.as_bytes()).await;
+    assert_eq!(
+        raw_status(&response),
+        431,
+        "{}",
+        &response[..response.len().min(200)]
+    );
+    assert!(upstream.seen().is_empty());
+    gateway.shutdown().await;
+}

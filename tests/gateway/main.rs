@@ -1,0 +1,18 @@
+//! Integration tests: the real gateway on loopback, a real upstream HTTP server, and a real
+//! TLS client speaking HTTP/1.1 and HTTP/2. One module per area.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod config;
+mod cors;
+mod demo;
+mod lifecycle;
+mod limits;
+mod metrics;
+mod normalize;
+mod proxy;
+mod tls;
+mod upstream;
+mod websocket;

@@ -1,0 +1,473 @@
+//! Test parts, all real and on loopback: a certificate authority, an upstream HTTP server that
+//! records what reached it, the gateway started from a YAML config, and a TLS client speaking
+//! HTTP/1.1 or HTTP/2 (negotiated with ALPN, like any browser or app).
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use wardgate::config;
+use wardgate::demo::pki::{CertificateAuthority, IssuedFiles};
+use wardgate::proxy::body::{full, BoxError, ProxyBody};
+use wardgate::RunningGateway;
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+// ---------------------------------------------------------------------------------------------
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: CertificateAuthority,
+    pub ca_cert: PathBuf,
+    pub server: IssuedFiles,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::new("wardgate test CA").unwrap();
+        let ca_cert = ca.write_cert(&dir.path().join("ca.pem")).unwrap();
+        let server = ca
+            .issue_server(dir.path(), "server", &["localhost", "127.0.0.1"])
+            .unwrap();
+        Pki {
+            dir,
+            ca,
+            ca_cert,
+            server,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The upstream: a real HTTP server that records each request head it receives
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    /// Serves every connection with `handler`, over plain HTTP/1.1.
+    pub async fn start<H, F>(handler: H) -> Upstream
+    where
+        H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                serve_upstream_connection(TokioIo::new(stream), handler.clone(), recorder.clone());
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    /// An upstream that answers every request with [`echo`].
+    pub async fn echo() -> Upstream {
+        Upstream::start(echo).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
+    }
+}
+
+pub fn serve_upstream_connection<I, H, F>(io: I, handler: H, seen: Arc<Mutex<Vec<Seen>>>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = service_fn(move |request: Request<Incoming>| {
+            seen.lock().unwrap().push(Seen {
+                method: request.method().clone(),
+                path_and_query: request
+                    .uri()
+                    .path_and_query()
+                    .map(|pq| pq.to_string())
+                    .unwrap_or_default(),
+                headers: request.headers().clone(),
+            });
+            let response = handler(request);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await;
+    });
+}
+
+/// Answers with what arrived: method, path and query, headers, body length and body text.
+pub async fn echo(request: Request<Incoming>) -> Response<ProxyBody> {
+    let method = request.method().to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.to_string())
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> = request
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::from(v.to_str().unwrap_or("<binary>")),
+            )
+        })
+        .collect();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let reply = serde_json::json!({
+        "method": method,
+        "path": path,
+        "headers": headers,
+        "body_len": body.len(),
+        "body": String::from_utf8_lossy(&body[..body.len().min(4096)]),
+    });
+    let mut response = Response::new(full(reply.to_string()));
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("server", "backend/1.0 (internal)".parse().unwrap());
+    response
+}
+
+/// A port that nothing listens on (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway
+// ---------------------------------------------------------------------------------------------
+
+/// The config most tests use: the routes of a consultation app in front of `upstream_url`.
+pub fn standard_config(pki: &Pki, upstream_url: &str) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  tls:
+    cert: {cert}
+    key: {key}
+  limits:
+    max_body_size: 64KiB
+    idle_timeout: 30s
+  shutdown_grace_period: 5s
+admin:
+  listen: 127.0.0.1:0
+log:
+  level: warn
+upstreams:
+  backend:
+    url: {upstream_url}
+    connect_timeout: 1s
+    response_timeout: 2s
+routes:
+  - name: patient
+    path: /api/patients/{{patient_id}}
+    methods: [GET, PUT]
+    upstream: backend
+  - name: patient-records
+    path: /api/patients/{{patient_id}}/records
+    methods: [GET, POST]
+    upstream: backend
+  - name: uploads
+    path: /api/uploads
+    methods: [POST]
+    upstream: backend
+    max_body_size: 16MiB
+  - name: events
+    path: /api/events/{{*rest}}
+    methods: [GET]
+    upstream: backend
+  - name: chat
+    path: /ws/consultations/{{consultation_id}}
+    methods: [GET]
+    upstream: backend
+    websocket: true
+  - name: messages
+    path: /api/consultations/{{consultation_id}}/messages
+    methods: [GET, POST]
+    upstream: backend
+    cors:
+      allowed_origins: ["https://consult.example-hospital.cn"]
+      allowed_headers: [content-type, authorization]
+      exposed_headers: [x-request-id]
+      allow_credentials: true
+"#,
+        cert = pki.server.cert.display(),
+        key = pki.server.key.display(),
+    )
+}
+
+/// Writes `yaml` next to the certificates and starts the gateway from that file.
+pub async fn start_gateway(pki: &Pki, yaml: &str) -> RunningGateway {
+    let path = write_config(pki, yaml);
+    let loaded =
+        config::load(&path).unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}"));
+    RunningGateway::start(loaded).await.unwrap()
+}
+
+pub fn write_config(pki: &Pki, yaml: &str) -> PathBuf {
+    let path = pki.path("wardgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real TLS client
+// ---------------------------------------------------------------------------------------------
+
+pub type ClientBody = BoxBody<Bytes, BoxError>;
+
+pub fn body(bytes: impl Into<Bytes>) -> ClientBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn no_body() -> ClientBody {
+    body(Bytes::new())
+}
+
+pub fn tls_connector(ca: &Path, alpn: &[&[u8]], client: Option<&IssuedFiles>) -> TlsConnector {
+    let roots = wardgate::tls::load_roots(ca).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(wardgate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some(files) => builder
+            .with_client_auth_cert(
+                wardgate::tls::load_certs(&files.cert).unwrap(),
+                wardgate::tls::load_private_key(&files.key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+pub async fn tls_stream(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// One client connection, HTTP/1.1 or HTTP/2.
+pub enum Client {
+    H1(hyper::client::conn::http1::SendRequest<ClientBody>),
+    H2(hyper::client::conn::http2::SendRequest<ClientBody>),
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+impl Client {
+    pub async fn h1(gateway: &RunningGateway, ca: &Path) -> Client {
+        let tls = tls_stream(gateway.proxy_addr, &tls_connector(ca, &[b"http/1.1"], None))
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(connection.with_upgrades());
+        Client::H1(sender)
+    }
+
+    pub async fn h2(gateway: &RunningGateway, ca: &Path) -> Client {
+        let tls = tls_stream(gateway.proxy_addr, &tls_connector(ca, &[b"h2"], None))
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        Client::H2(sender)
+    }
+
+    pub async fn send(&mut self, request: Request<ClientBody>) -> Response<Incoming> {
+        self.try_send(request).await.unwrap()
+    }
+
+    pub async fn try_send(
+        &mut self,
+        mut request: Request<ClientBody>,
+    ) -> hyper::Result<Response<Incoming>> {
+        match self {
+            Client::H1(sender) => {
+                if !request.headers().contains_key("host") {
+                    request
+                        .headers_mut()
+                        .insert("host", "localhost".parse().unwrap());
+                }
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+            Client::H2(sender) => {
+                if request.uri().authority().is_none() {
+                    let uri = format!("https://localhost{}", request.uri());
+                    *request.uri_mut() = uri.parse().unwrap();
+                }
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+        }
+    }
+
+    /// Sends and reads the whole reply.
+    pub async fn fetch(&mut self, request: Request<ClientBody>) -> Reply {
+        let response = self.send(request).await;
+        let (parts, incoming) = response.into_parts();
+        let body = incoming.collect().await.unwrap().to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.fetch(Request::get(path).body(no_body()).unwrap())
+            .await
+    }
+}
+
+/// Sends raw bytes over TLS (for request lines no well-behaved client would send) and
+/// returns everything the gateway answered until it closed the connection.
+pub async fn raw_exchange(addr: SocketAddr, ca: &Path, request: &[u8]) -> String {
+    let mut tls = tls_stream(addr, &tls_connector(ca, &[b"http/1.1"], None))
+        .await
+        .unwrap();
+    tls.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn raw_status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin listener
+// ---------------------------------------------------------------------------------------------
+
+/// GET over plain HTTP from the admin listener.
+pub async fn admin_get(gateway: &RunningGateway, path: &str) -> Reply {
+    let tcp = TcpStream::connect(gateway.admin_addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(no_body())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, incoming) = response.into_parts();
+    let body = incoming.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// The value of one sample in the Prometheus text, such as
+/// `wardgate_requests_total{method="GET",route="patient",status_class="2xx"}`; 0 if absent.
+pub async fn metric(gateway: &RunningGateway, sample: &str) -> f64 {
+    let text = admin_get(gateway, "/metrics").await;
+    let text = String::from_utf8_lossy(&text.body).into_owned();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|value| value.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}

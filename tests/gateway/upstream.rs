@@ -1,0 +1,174 @@
+//! Upstream failures and upstream TLS: refused -> 502, slow -> 504, neither leaks the
+//! upstream's address; TLS upstreams are verified and can require our client certificate.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use wardgate::proxy::body::full;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn an_upstream_that_refuses_connections_gives_502() {
+    let pki = Pki::new();
+    let down = closed_port().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &format!("http://{down}"))).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let reply = client.get("/api/patients/p-1").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let text = String::from_utf8_lossy(&reply.body);
+    assert!(
+        text.contains("the upstream service is unavailable"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&down.port().to_string()),
+        "the error must not leak the upstream address: {text}"
+    );
+    let errors = metric(
+        &gateway,
+        r#"wardgate_upstream_errors_total{kind="connect",upstream="backend"}"#,
+    )
+    .await;
+    assert_eq!(errors, 1.0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_upstream_gives_504() {
+    let pki = Pki::new();
+    let upstream = Upstream::start(|_request| async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Response::new(full("too late"))
+    })
+    .await;
+    let config = standard_config(&pki, &upstream.url())
+        .replace("response_timeout: 2s", "response_timeout: 300ms");
+    let gateway = start_gateway(&pki, &config).await;
+    let mut client = Client::h2(&gateway, &pki.ca_cert).await;
+    let reply = client.get("/api/patients/p-1").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        reply.json()["error"],
+        "the upstream service did not answer in time"
+    );
+    let errors = metric(
+        &gateway,
+        r#"wardgate_upstream_errors_total{kind="response_timeout",upstream="backend"}"#,
+    )
+    .await;
+    assert_eq!(errors, 1.0);
+    gateway.shutdown().await;
+}
+
+/// A TLS upstream that requires a client certificate signed by `pki`'s CA.
+async fn start_mtls_upstream(pki: &Pki) -> std::net::SocketAddr {
+    let backend = pki
+        .ca
+        .issue_server(pki.dir.path(), "backend", &["backend.internal"])
+        .unwrap();
+    let roots = wardgate::tls::load_roots(&pki.ca_cert).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        wardgate::tls::provider(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(wardgate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            wardgate::tls::load_certs(&backend.cert).unwrap(),
+            wardgate::tls::load_private_key(&backend.key).unwrap(),
+        )
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve_upstream_connection(
+                        TokioIo::new(tls),
+                        echo,
+                        Arc::new(Mutex::new(Vec::new())),
+                    );
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn tls_upstream_config(pki: &Pki, addr: std::net::SocketAddr, tls_block: &str) -> String {
+    standard_config(pki, &format!("https://{addr}")).replace(
+        "    response_timeout: 2s\n",
+        &format!("    response_timeout: 2s\n    tls:\n{tls_block}"),
+    )
+}
+
+#[tokio::test]
+async fn a_tls_upstream_is_verified_and_gets_our_client_certificate() {
+    let pki = Pki::new();
+    let addr = start_mtls_upstream(&pki).await;
+    let client_cert = pki
+        .ca
+        .issue_client(pki.dir.path(), "gateway-client", "wardgate")
+        .unwrap();
+    let tls_block = format!(
+        "      ca: {}\n      client_cert: {}\n      client_key: {}\n      server_name: backend.internal\n",
+        pki.ca_cert.display(),
+        client_cert.cert.display(),
+        client_cert.key.display()
+    );
+    let gateway = start_gateway(&pki, &tls_upstream_config(&pki, addr, &tls_block)).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let reply = client.get("/api/patients/p-1").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["path"], "/api/patients/p-1");
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tls_upstream_without_our_certificate_or_with_a_foreign_ca_fails_closed() {
+    let pki = Pki::new();
+    let addr = start_mtls_upstream(&pki).await;
+
+    // No client certificate: the upstream refuses the handshake.
+    let tls_block = format!(
+        "      ca: {}\n      server_name: backend.internal\n",
+        pki.ca_cert.display()
+    );
+    let gateway = start_gateway(&pki, &tls_upstream_config(&pki, addr, &tls_block)).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    assert_eq!(
+        client.get("/api/patients/p-1").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    gateway.shutdown().await;
+
+    // A CA that did not sign the upstream's certificate: we refuse the upstream.
+    let other = wardgate::demo::pki::CertificateAuthority::new("someone else").unwrap();
+    let other_ca = other.write_cert(&pki.path("other-ca.pem")).unwrap();
+    let tls_block = format!(
+        "      ca: {}\n      server_name: backend.internal\n",
+        other_ca.display()
+    );
+    let gateway = start_gateway(&pki, &tls_upstream_config(&pki, addr, &tls_block)).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    assert_eq!(
+        client.get("/api/patients/p-1").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    gateway.shutdown().await;
+}
