@@ -91,6 +91,7 @@ pub async fn to_upstream(
                 UpstreamError::Broken,
             ));
         };
+        gateway.metrics.websocket_sessions.inc();
         gateway.tasks.spawn(websocket::relay(
             client_upgrade,
             upstream_upgrade,

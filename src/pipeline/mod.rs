@@ -21,7 +21,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 pub use cors::Cors;
-pub use normalize::{canonical_path, PathError};
+pub use normalize::{canonical_path, check_canonical, PathError};
 pub use rejection::{error_response, Rejection};
 pub use route::{Matched, Route, RouteTable};
 

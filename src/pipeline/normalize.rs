@@ -88,6 +88,35 @@ pub fn canonical_path(raw: &str, rules: &PathRules) -> Result<String, PathError>
     Ok(canonical)
 }
 
+/// Checks the properties every output of [`canonical_path`] has, naming the first one that
+/// fails; used by the fuzz target and the exhaustive unit test.
+pub fn check_canonical(path: &str, rules: &PathRules) -> Result<(), &'static str> {
+    let lower = path.to_ascii_lowercase();
+    let segments = || path.split('/').skip(1);
+    if !path.starts_with('/') {
+        Err("not absolute")
+    } else if path.contains("//") {
+        Err("contains //")
+    } else if path.contains('\\') {
+        Err("contains a backslash")
+    } else if path.bytes().any(|b| b < 0x20 || b >= 0x7f) {
+        Err("contains a control or non-ASCII byte")
+    } else if ["%2f", "%5c", "%2e", "%00"]
+        .iter()
+        .any(|bad| lower.contains(bad))
+    {
+        Err("contains an encoded separator, dot or NUL")
+    } else if segments().any(|segment| segment == "." || segment == "..") {
+        Err("contains a dot segment")
+    } else if !rules.allow_semicolon && path.contains(';') {
+        Err("contains ';'")
+    } else if canonical_path(path, rules).as_deref() != Ok(path) {
+        Err("is not a fixed point")
+    } else {
+        Ok(())
+    }
+}
+
 /// Decodes one segment; the flag says whether a `.` in it came from `%2e`.
 fn decode_segment(raw: &str, rules: &PathRules) -> Result<(String, bool), PathError> {
     let bytes = raw.as_bytes();
@@ -235,7 +264,44 @@ mod tests {
     fn canonical_form_is_a_fixed_point() {
         for (raw, _) in CANONICAL {
             let once = canonical_path(raw, &strict()).unwrap();
-            assert_eq!(canonical_path(&once, &strict()).unwrap(), once);
+            assert_eq!(
+                check_canonical(&once, &strict()),
+                Ok(()),
+                "{raw:?} -> {once:?}"
+            );
+        }
+    }
+
+    /// Every path of up to five characters over an alphabet of troublemakers: whatever is
+    /// accepted is canonical. (The fuzz target explores further.)
+    #[test]
+    fn every_short_path_is_refused_or_canonical() {
+        const ALPHABET: &[char] = &[
+            '/', '.', '%', '2', 'e', 'E', 'f', '5', 'c', ';', 'a', '\\', '~',
+        ];
+        let mut paths = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = paths
+                .iter()
+                .flat_map(|p| ALPHABET.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            for path in &longer {
+                for rules in [
+                    strict(),
+                    PathRules {
+                        allow_semicolon: true,
+                    },
+                ] {
+                    if let Ok(canonical) = canonical_path(path, &rules) {
+                        assert_eq!(
+                            check_canonical(&canonical, &rules),
+                            Ok(()),
+                            "{path:?} -> {canonical:?}"
+                        );
+                    }
+                }
+            }
+            paths = longer;
         }
     }
 

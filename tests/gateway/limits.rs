@@ -93,3 +93,44 @@ async fn oversized_headers_are_refused() {
     assert!(upstream.seen().is_empty());
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_past_the_maximum_are_closed_at_once() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let config = standard_config(&pki, &upstream.url()).replace(
+        "    idle_timeout: 30s",
+        "    idle_timeout: 30s\n    max_connections: 1",
+    );
+    let gateway = start_gateway(&pki, &config).await;
+    let mut first = Client::h1(&gateway, &pki.ca_cert).await;
+    assert_eq!(first.get("/api/patients/p-1").await.status, StatusCode::OK);
+
+    let connector = tls_connector(&pki.ca_cert, &[b"http/1.1"], None);
+    assert!(
+        tls_stream(gateway.proxy_addr, &connector).await.is_err(),
+        "the second connection is refused"
+    );
+    assert_eq!(
+        metric(&gateway, "wardgate_connections_rejected_total").await,
+        1.0
+    );
+
+    // The first connection is unaffected; once it closes, a new one is served.
+    assert_eq!(first.get("/api/patients/p-2").await.status, StatusCode::OK);
+    drop(first);
+    let mut served = false;
+    for _ in 0..50 {
+        if let Ok(tls) = tls_stream(gateway.proxy_addr, &connector).await {
+            drop(tls);
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        served,
+        "a slot is free again after the first connection closed"
+    );
+    gateway.shutdown().await;
+}

@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +74,7 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -85,16 +87,22 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let recorder = seen.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (recorder, counter) = (seen.clone(), connections.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                counter.fetch_add(1, Ordering::SeqCst);
                 serve_upstream_connection(TokioIo::new(stream), handler.clone(), recorder.clone());
             }
         });
-        Upstream { addr, seen }
+        Upstream {
+            addr,
+            seen,
+            connections,
+        }
     }
 
     /// An upstream that answers every request with [`echo`].
@@ -108,6 +116,11 @@ impl Upstream {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// How many TCP connections the upstream has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn last(&self) -> Seen {

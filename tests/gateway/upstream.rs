@@ -65,6 +65,65 @@ async fn a_slow_upstream_gives_504() {
     gateway.shutdown().await;
 }
 
+#[tokio::test]
+async fn an_upstream_that_never_completes_the_connect_gives_504() {
+    // A listener whose accept queue is full and never drained: further SYNs are dropped, so
+    // a connect hangs until the gateway's connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    let pki = Pki::new();
+    let config = standard_config(&pki, &format!("http://{addr}"))
+        .replace("connect_timeout: 1s", "connect_timeout: 300ms");
+    let gateway = start_gateway(&pki, &config).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let reply = client.get("/api/patients/p-1").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    let errors = metric(
+        &gateway,
+        r#"wardgate_upstream_errors_total{kind="connect_timeout",upstream="backend"}"#,
+    )
+    .await;
+    assert_eq!(errors, 1.0);
+    drop(listener);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let mut client = Client::h2(&gateway, &pki.ca_cert).await;
+    for i in 0..10 {
+        assert_eq!(
+            client.get(&format!("/api/patients/p-{i}")).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(upstream.seen().len(), 10);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "ten sequential requests share one pooled connection"
+    );
+    gateway.shutdown().await;
+}
+
 /// A TLS upstream that requires a client certificate signed by `pki`'s CA.
 async fn start_mtls_upstream(pki: &Pki) -> std::net::SocketAddr {
     let backend = pki

@@ -65,6 +65,10 @@ async fn websocket_frames_are_relayed_both_ways() {
         &[0u8, 1, 2, 255]
     );
     socket.close(None).await.unwrap();
+    assert_eq!(
+        metric(&gateway, "wardgate_websocket_sessions_total").await,
+        1.0
+    );
     gateway.shutdown().await;
 }
 
