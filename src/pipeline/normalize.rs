@@ -99,7 +99,7 @@ pub fn check_canonical(path: &str, rules: &PathRules) -> Result<(), &'static str
         Err("contains //")
     } else if path.contains('\\') {
         Err("contains a backslash")
-    } else if path.bytes().any(|b| b < 0x20 || b >= 0x7f) {
+    } else if path.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
         Err("contains a control or non-ASCII byte")
     } else if ["%2f", "%5c", "%2e", "%00"]
         .iter()
