@@ -87,6 +87,7 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         }
     };
     wardgate::logging::init(&loaded.config.log);
+    let signals = wardgate::server::Signals::install().context("cannot listen for signals")?;
     let gateway = match wardgate::RunningGateway::start(loaded).await {
         Ok(gateway) => gateway,
         Err(wardgate::StartError::Config(errors)) => {
@@ -95,9 +96,6 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         }
         Err(err) => return Err(err.into()),
     };
-    gateway
-        .run_until_signalled()
-        .await
-        .context("cannot listen for signals")?;
+    gateway.run_until_signalled(signals).await;
     Ok(ExitCode::SUCCESS)
 }

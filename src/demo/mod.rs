@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config;
+use crate::server::Signals;
 use crate::RunningGateway;
 use backend::DemoBackend;
 use pki::CertificateAuthority;
@@ -126,21 +127,12 @@ impl Demo {
 /// Runs the demo until Ctrl-C (or SIGTERM).
 pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     crate::logging::init(&config::LogConfig::default());
+    let mut signals = Signals::install().context("cannot listen for Ctrl-C")?;
     let demo = Demo::start(&options).await?;
-    println!("{}", demo.instructions());
-    wait_for_stop().await?;
+    print!("{}", demo.instructions());
+    signals.stopped().await;
     demo.stop().await;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_stop() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C")?,
-        _ = terminate.recv() => {}
-    }
-    Ok(())
 }
 
 fn shell_quote(path: &Path) -> String {

@@ -131,9 +131,6 @@ fn decode_segment(raw: &str, rules: &PathRules) -> Result<(String, bool), PathEr
                 match value {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
-                    b'%' if hex_pair(bytes, i + 3).is_some() => {
-                        return Err(PathError::DoubleEncoding)
-                    }
                     b'.' => {
                         encoded_dot = true;
                         out.push('.');
@@ -155,6 +152,16 @@ fn decode_segment(raw: &str, rules: &PathRules) -> Result<(String, bool), PathEr
             _ => out.push(char::from(byte)),
         }
         i += 1;
+    }
+    // An encoded `%` followed by two hex digits is double encoding, whether the digits were
+    // sent as such (`%252e`) or decoded from unreserved escapes (`%25%32%65`): a backend that
+    // decodes once more would see a different path than the one authorized.
+    let double_encoded = out
+        .as_bytes()
+        .windows(5)
+        .any(|w| w.starts_with(b"%25") && hex_digit(w[3]).is_some() && hex_digit(w[4]).is_some());
+    if double_encoded {
+        return Err(PathError::DoubleEncoding);
     }
     Ok((out, encoded_dot))
 }
@@ -231,6 +238,9 @@ mod tests {
         ("/api/%2e/admin", PathError::EncodedDotSegment),
         ("/api/%252e%252e/admin", PathError::DoubleEncoding),
         ("/api/%252F", PathError::DoubleEncoding),
+        // Found by the fuzzer: the decoded `%33` completes a `%25` into `%2533`.
+        ("/a%25%3333", PathError::DoubleEncoding),
+        ("/a%25%32%65", PathError::DoubleEncoding),
         ("/api/%zz", PathError::BadPercentEncoding),
         ("/api/%", PathError::BadPercentEncoding),
         ("/api/%4", PathError::BadPercentEncoding),

@@ -4,6 +4,9 @@
 pub mod activity;
 mod connection;
 mod listener;
+mod signals;
+
+pub use signals::{Received, Signals};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -201,22 +204,11 @@ impl RunningGateway {
     }
 
     /// Serves until SIGTERM or SIGINT (then shuts down gracefully); SIGHUP reloads.
-    pub async fn run_until_signalled(self) -> std::io::Result<()> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = signal(SignalKind::hangup())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        loop {
-            tokio::select! {
-                _ = hangup.recv() => {
-                    let _ = self.reload();
-                }
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
-            }
+    pub async fn run_until_signalled(self, mut signals: Signals) {
+        while let Received::Reload = signals.next().await {
+            let _ = self.reload();
         }
         self.shutdown().await;
-        Ok(())
     }
 }
 

@@ -52,3 +52,49 @@ async fn every_printed_curl_line_works() {
     }
     demo.stop().await;
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_the_demo_and_removes_its_files() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--backend",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut files = None;
+    for line in stdout.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("files") {
+            files = rest.split_whitespace().next().map(std::path::PathBuf::from);
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let files = files.expect("the demo prints its folder");
+    assert!(files.join("demo.yaml").exists());
+    let interrupted = Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!files.exists(), "the demo's temporary folder is removed");
+    drop(stdout);
+}

@@ -39,6 +39,32 @@ async fn an_upstream_that_refuses_connections_gives_502() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_drops_the_connection_mid_request_gives_502() {
+    // Accepts, reads the request, and closes without answering.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut buffer = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buffer).await;
+            drop(tcp);
+        }
+    });
+    let pki = Pki::new();
+    let gateway = start_gateway(&pki, &standard_config(&pki, &format!("http://{addr}"))).await;
+    let mut client = Client::h2(&gateway, &pki.ca_cert).await;
+    let reply = client.get("/api/patients/p-1").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let errors = metric(
+        &gateway,
+        r#"wardgate_upstream_errors_total{kind="broken",upstream="backend"}"#,
+    )
+    .await;
+    assert_eq!(errors, 1.0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_slow_upstream_gives_504() {
     let pki = Pki::new();
     let upstream = Upstream::start(|_request| async {
