@@ -14,9 +14,11 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

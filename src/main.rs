@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use wardgate::config;
+use wardgate::demo::tokens::{MintError, SigningKey, TokenClaims};
 
 #[derive(Parser)]
 #[command(
@@ -34,15 +35,160 @@ enum Command {
     },
     /// Start a demo consultation backend with the gateway in front of it, on loopback.
     Demo(wardgate::demo::DemoOptions),
+    /// Tokens for trying wardgate out.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Questions about the access policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Sign a JWT with the demo identity provider's key (or, knowingly, another key).
+    Mint {
+        /// A role of the principal; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        department: Option<String>,
+        #[arg(long)]
+        patient: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime, such as 15m or 8h.
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+        /// A PEM private key (Ed25519, P-256 or RSA) instead of the demo key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long, default_value = wardgate::demo::tokens::DEMO_KID)]
+        kid: String,
+        #[arg(long, default_value = wardgate::demo::tokens::DEMO_ISSUER)]
+        issuer: String,
+        #[arg(long, default_value = wardgate::demo::tokens::DEMO_AUDIENCE)]
+        audience: String,
+        /// Required with --key: minting with a real key is not what this command is for.
+        #[arg(long)]
+        i_know_this_is_not_production: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Show how a request would be routed, identified and decided, and by which rule.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The bearer token (without "Bearer "); none for an anonymous request.
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request path, with its query if any.
+        #[arg(long)]
+        path: String,
+        /// Extra request headers, as `name: value` (such as the break-glass header).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config } => block_on(check(config)),
         Command::Run { config } => block_on(run(config)),
         Command::Demo(options) => block_on(wardgate::demo::run(options)),
+        Command::Token(TokenCommand::Mint {
+            roles,
+            sub,
+            department,
+            patient,
+            name,
+            ttl,
+            key,
+            kid,
+            issuer,
+            audience,
+            i_know_this_is_not_production,
+        }) => {
+            let claims = TokenClaims {
+                subject: sub,
+                roles,
+                department,
+                patient_id: patient,
+                name,
+                ttl: ttl.into(),
+                issuer,
+                audience,
+            };
+            report(mint(claims, key, &kid, i_know_this_is_not_production))
+        }
+        Command::Policy(PolicyCommand::Explain {
+            config,
+            token,
+            method,
+            path,
+            headers,
+        }) => block_on(explain(config, token, method, path, headers)),
     }
+}
+
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|err| {
+        eprintln!("wardgate: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn mint(
+    claims: TokenClaims,
+    key: Option<PathBuf>,
+    kid: &str,
+    acknowledged: bool,
+) -> anyhow::Result<ExitCode> {
+    let signing_key = match key {
+        None => SigningKey::demo()?,
+        Some(path) if acknowledged => SigningKey::from_file(&path, kid)?,
+        Some(path) => return Err(MintError::NotDemoKey(path.display().to_string()).into()),
+    };
+    println!("{}", signing_key.sign(&claims.to_json())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn explain(
+    config: PathBuf,
+    token: Option<String>,
+    method: String,
+    path: String,
+    headers: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match config::load(&config) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .context("invalid --method")?;
+    let mut header_map = http::HeaderMap::new();
+    for header in &headers {
+        let (name, value) = header
+            .split_once(':')
+            .context("a --header is written as `name: value`")?;
+        header_map.insert(
+            http::HeaderName::from_bytes(name.trim().as_bytes()).context("invalid header name")?,
+            http::HeaderValue::from_str(value.trim()).context("invalid header value")?,
+        );
+    }
+    let report =
+        wardgate::policy::explain(&loaded, token.as_deref(), &method, &path, &header_map).await?;
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
@@ -65,8 +211,12 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path).and_then(|loaded| wardgate::server::prepare(&loaded).map(|_| ())) {
+async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let result = match config::load(&path) {
+        Ok(loaded) => wardgate::server::prepare(&loaded).await.map(|_| ()),
+        Err(errors) => Err(errors),
+    };
+    Ok(match result {
         Ok(()) => {
             println!("ok");
             ExitCode::SUCCESS
@@ -75,7 +225,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             eprintln!("{errors}");
             ExitCode::from(2)
         }
-    }
+    })
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {

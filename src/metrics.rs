@@ -29,8 +29,16 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounter,
     /// Expiry of the listener's certificate, Unix seconds.
     pub tls_cert_expiry: IntGauge,
-    /// `result` (`ok`, `error`).
-    pub config_reloads: IntCounterVec,
+    pub config_reloads: IntCounter,
+    pub config_reload_failures: IntCounter,
+    /// `decision` (`allow`, `deny`), `resource`.
+    pub authz_decisions: IntCounterVec,
+    /// `reason` (missing, expired, bad_signature, ...).
+    pub authn_failures: IntCounterVec,
+    /// `role`: break-glass grants opened.
+    pub break_glass: IntCounterVec,
+    /// `resource`: requests the shadow policy decided differently.
+    pub authz_shadow_mismatch: IntCounterVec,
     pub websocket_sessions: IntCounter,
     pub build_info: IntGaugeVec,
 }
@@ -101,12 +109,34 @@ impl Metrics {
                 "Expiry of the listener's certificate (Unix time)",
             )
             .expect("valid metric"),
-            config_reloads: IntCounterVec::new(
+            config_reloads: IntCounter::new("wardgate_config_reloads_total", "Reloads applied (config, policies, certificates)")
+                .expect("valid metric"),
+            config_reload_failures: IntCounter::new(
+                "wardgate_config_reload_failures_total",
+                "Reloads refused because the new config, policy or certificate was invalid",
+            )
+            .expect("valid metric"),
+            authz_decisions: IntCounterVec::new(
+                Opts::new("wardgate_authz_decisions_total", "Authorization decisions, by decision and resource"),
+                &["decision", "resource"],
+            )
+            .expect("valid metric"),
+            authn_failures: IntCounterVec::new(
+                Opts::new("wardgate_authn_failures_total", "Failed authentications, by reason"),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            break_glass: IntCounterVec::new(
+                Opts::new("wardgate_break_glass_total", "Break-glass emergency grants opened, by role"),
+                &["role"],
+            )
+            .expect("valid metric"),
+            authz_shadow_mismatch: IntCounterVec::new(
                 Opts::new(
-                    "wardgate_config_reloads_total",
-                    "Config and certificate reloads, by result",
+                    "wardgate_authz_shadow_mismatch_total",
+                    "Requests the shadow policy decided differently from the active one, by resource",
                 ),
-                &["result"],
+                &["resource"],
             )
             .expect("valid metric"),
             websocket_sessions: IntCounter::new(
@@ -141,6 +171,11 @@ impl Metrics {
             Box::new(self.tls_handshake_errors.clone()),
             Box::new(self.tls_cert_expiry.clone()),
             Box::new(self.config_reloads.clone()),
+            Box::new(self.config_reload_failures.clone()),
+            Box::new(self.authz_decisions.clone()),
+            Box::new(self.authn_failures.clone()),
+            Box::new(self.break_glass.clone()),
+            Box::new(self.authz_shadow_mismatch.clone()),
             Box::new(self.websocket_sessions.clone()),
             Box::new(self.build_info.clone()),
         ];

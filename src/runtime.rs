@@ -1,15 +1,21 @@
 //! The runtime: everything a request needs that is built from the config (route table,
-//! upstream clients, header values, path rules). It is built whole, then swapped in whole on
-//! reload; a request holds one snapshot from start to end.
+//! upstream clients, identity verifiers, the policy's decision table, header rules). It is
+//! built whole, then swapped in whole on reload; a request holds one snapshot from start to
+//! end.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use zeroize::Zeroizing;
 
 use crate::config::{Config, Invalid, PathRules};
+use crate::identity::{read_secret, Identity};
 use crate::pipeline::RouteTable;
+use crate::policy::{BreakGlassRules, Policy, Question};
 use crate::proxy::headers::ResponseHeaders;
+use crate::proxy::identity_headers::{IdentitySigner, StripRules};
 use crate::proxy::upstream;
 
 pub struct Runtime {
@@ -18,30 +24,113 @@ pub struct Runtime {
     pub trusted_proxies: Vec<IpNet>,
     pub response_headers: ResponseHeaders,
     pub idle_timeout: Duration,
+    pub identity: Option<Identity>,
+    pub policy: Option<Policy>,
+    /// A candidate policy asked alongside; it never decides.
+    pub shadow_policy: Option<Policy>,
+    pub break_glass: BreakGlassRules,
+    pub strip_headers: StripRules,
+    pub consume_authorization: bool,
+    pub signer: Option<IdentitySigner>,
+    /// The bearer token of mutating admin endpoints.
+    pub admin_token: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// Collects the problems of several independent builds.
+struct Problems(Vec<Invalid>);
+
+impl Problems {
+    fn take<T>(&mut self, result: Result<T, Vec<Invalid>>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(mut found) => {
+                self.0.append(&mut found);
+                None
+            }
+        }
+    }
 }
 
 impl Runtime {
-    pub fn build(config: &Config) -> Result<Runtime, Vec<Invalid>> {
-        let mut problems = Vec::new();
-        let upstreams =
-            upstream::build_all(&config.upstreams).map_err(|mut p| problems.append(&mut p));
-        let response_headers = ResponseHeaders::build(&config.security_headers)
-            .map_err(|mut p| problems.append(&mut p));
+    pub async fn build(config: &Config) -> Result<Runtime, Vec<Invalid>> {
+        let mut problems = Problems(Vec::new());
+        let upstreams = problems.take(upstream::build_all(&config.upstreams));
+        let response_headers = problems.take(ResponseHeaders::build(&config.security_headers));
         let routes = match &upstreams {
-            Ok(upstreams) => {
-                RouteTable::build(config, upstreams).map_err(|mut p| problems.append(&mut p))
-            }
-            Err(()) => Err(()),
+            Some(upstreams) => problems.take(RouteTable::build(config, upstreams)),
+            None => None,
         };
-        match (routes, response_headers) {
-            (Ok(routes), Ok(response_headers)) if problems.is_empty() => Ok(Runtime {
-                routes,
-                paths: config.server.paths.clone(),
-                trusted_proxies: config.server.trusted_proxies.clone(),
-                response_headers,
-                idle_timeout: config.server.limits.idle_timeout.0,
-            }),
-            _ => Err(problems),
+        let questions: BTreeSet<Question> = routes
+            .iter()
+            .flat_map(|table| table.routes().iter().flat_map(|route| route.questions()))
+            .collect();
+        let (policy, shadow_policy) = match &config.policy {
+            None => (None, None),
+            Some(files) => {
+                let policy = problems
+                    .take(Policy::load(&files.model, &files.policy, "policy", &questions).await);
+                let shadow = match &files.shadow {
+                    Some(shadow) => problems
+                        .take(Policy::load(&files.model, shadow, "policy", &questions).await),
+                    None => None,
+                };
+                (policy, shadow)
+            }
+        };
+        let identity = match &config.identity {
+            Some(identity) => problems.take(Identity::build(identity).await),
+            None => None,
+        };
+        let default_identity = crate::config::IdentityDefaults::strip_headers();
+        let strip_patterns = config
+            .identity
+            .as_ref()
+            .map_or(&default_identity, |i| &i.strip_headers);
+        let strip_headers =
+            problems.take(StripRules::build("identity.strip_headers", strip_patterns));
+        let signer = config
+            .identity
+            .as_ref()
+            .and_then(|identity| identity.upstream_signing_key_file.as_ref())
+            .and_then(|path| {
+                problems.take(
+                    read_secret(path, 32)
+                        .map(IdentitySigner::new)
+                        .map_err(|msg| {
+                            vec![Invalid::new("identity.upstream_signing_key_file", msg)]
+                        }),
+                )
+            });
+        let break_glass = problems.take(BreakGlassRules::build(&config.break_glass));
+        let admin_token = config.admin.token_file.as_ref().and_then(|path| {
+            problems.take(
+                read_secret(path, 16).map_err(|msg| vec![Invalid::new("admin.token_file", msg)]),
+            )
+        });
+        match (routes, response_headers, strip_headers, break_glass) {
+            (Some(routes), Some(response_headers), Some(strip_headers), Some(break_glass))
+                if problems.0.is_empty() =>
+            {
+                Ok(Runtime {
+                    routes,
+                    paths: config.server.paths.clone(),
+                    trusted_proxies: config.server.trusted_proxies.clone(),
+                    response_headers,
+                    idle_timeout: config.server.limits.idle_timeout.0,
+                    identity,
+                    policy,
+                    shadow_policy,
+                    break_glass,
+                    strip_headers,
+                    consume_authorization: config
+                        .identity
+                        .as_ref()
+                        .is_some_and(|i| i.consume_authorization),
+                    signer,
+                    admin_token,
+                })
+            }
+            _ => Err(problems.0),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The admin listener, on its own address (loopback by default): `/healthz` (the process
-//! answers), `/readyz` (the proxy listener is accepting) and `/metrics` (Prometheus text).
+//! answers), `/readyz` (the proxy listener is accepting), `/metrics` (Prometheus text), and
+//! `POST /admin/reload` (behind the bearer token in `admin.token_file`).
 //! It stays up through the shutdown grace period so probes see "not ready" while draining.
 
 use std::convert::Infallible;
@@ -10,6 +11,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::Digest;
 use tokio::net::TcpListener;
 
 use crate::proxy::body::{full, ProxyBody};
@@ -28,7 +30,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, &request)) }
+                async move { Ok::<_, Infallible>(answer(&shared, &request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -39,8 +41,21 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ProxyBody> {
+async fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ProxyBody> {
     match (request.method(), request.uri().path()) {
+        (&Method::POST, "/admin/reload") => {
+            if let Some(refused) = refuse_unauthorized(shared, request) {
+                return refused;
+            }
+            match shared.reload().await {
+                Ok(()) => json(StatusCode::OK, r#"{"status":"reloaded"}"#),
+                Err(errors) => {
+                    let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                    let body = serde_json::json!({"error": "reload refused; the running config is kept", "problems": problems});
+                    json_owned(StatusCode::UNPROCESSABLE_ENTITY, body.to_string())
+                }
+            }
+        }
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#),
         (&Method::GET, "/readyz") => {
             if shared.ready.load(Ordering::SeqCst) {
@@ -64,7 +79,46 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ProxyBody> {
     }
 }
 
+/// Mutating endpoints need the admin token; without one configured they are closed.
+fn refuse_unauthorized(
+    shared: &Shared,
+    request: &Request<Incoming>,
+) -> Option<Response<ProxyBody>> {
+    let runtime = shared.runtime.load();
+    let Some(expected) = &runtime.admin_token else {
+        return Some(json(
+            StatusCode::FORBIDDEN,
+            r#"{"error":"admin.token_file is not configured; mutating admin endpoints are closed"}"#,
+        ));
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Compare digests, so the comparison's timing says nothing about the token.
+    let digest = |bytes: &[u8]| sha2::Sha256::digest(bytes);
+    if digest(presented.as_bytes()) == digest(expected) {
+        None
+    } else {
+        let mut refused = json(
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"a valid admin token is required"}"#,
+        );
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="wardgate-admin""#),
+        );
+        Some(refused)
+    }
+}
+
 fn json(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    json_owned(status, body.to_owned())
+}
+
+fn json_owned(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(

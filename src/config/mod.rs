@@ -63,6 +63,8 @@ impl fmt::Display for ConfigErrors {
 pub struct Invalid {
     pub key: String,
     pub message: String,
+    /// For problems in another file the config names (a policy file): that file and line.
+    pub elsewhere: Option<(PathBuf, usize)>,
 }
 
 impl Invalid {
@@ -70,6 +72,16 @@ impl Invalid {
         Invalid {
             key: key.into(),
             message: message.into(),
+            elsewhere: None,
+        }
+    }
+
+    /// A problem at a line of another file.
+    pub fn at(file: &Path, line: usize, message: impl Into<String>) -> Self {
+        Invalid {
+            key: String::new(),
+            message: message.into(),
+            elsewhere: Some((file.to_owned(), line)),
         }
     }
 }
@@ -90,6 +102,14 @@ impl LoadedConfig {
             problems
                 .into_iter()
                 .map(|problem| {
+                    if let Some((file, line)) = problem.elsewhere {
+                        return ConfigError {
+                            file,
+                            line,
+                            col: 1,
+                            message: problem.message,
+                        };
+                    }
                     let Position { line, col } = self.source_map.locate(&problem.key);
                     ConfigError {
                         file: self.path.clone(),
@@ -187,6 +207,23 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     resolve(&mut tls.cert);
     resolve(&mut tls.key);
     tls.client_ca.iter_mut().for_each(resolve);
+    config.admin.token_file.iter_mut().for_each(resolve);
+    if let Some(identity) = &mut config.identity {
+        identity
+            .upstream_signing_key_file
+            .iter_mut()
+            .for_each(resolve);
+        if let Some(jwt) = &mut identity.jwt {
+            jwt.jwks_file.iter_mut().for_each(resolve);
+            jwt.jwks_ca.iter_mut().for_each(resolve);
+            jwt.hs256_secret_file.iter_mut().for_each(resolve);
+        }
+    }
+    if let Some(policy) = &mut config.policy {
+        resolve(&mut policy.model);
+        resolve(&mut policy.policy);
+        policy.shadow.iter_mut().for_each(resolve);
+    }
     for upstream in config.upstreams.values_mut() {
         if let Some(tls) = &mut upstream.tls {
             tls.ca.iter_mut().for_each(resolve);

@@ -23,6 +23,90 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub security_headers: SecurityHeaders,
+    /// Who is calling: JWT bearer tokens and mTLS service accounts.
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+    /// The casbin model and policy that decide access.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    #[serde(default)]
+    pub break_glass: BreakGlassConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
+}
+
+impl Config {
+    /// Every file the config names, which a reload reads again.
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        let tls = &self.server.tls;
+        let mut files = vec![tls.cert.clone(), tls.key.clone()];
+        files.extend(tls.client_ca.clone());
+        files.extend(self.admin.token_file.clone());
+        for upstream in self.upstreams.values() {
+            if let Some(tls) = &upstream.tls {
+                files.extend(
+                    [
+                        tls.ca.clone(),
+                        tls.client_cert.clone(),
+                        tls.client_key.clone(),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                );
+            }
+        }
+        if let Some(identity) = &self.identity {
+            files.extend(identity.upstream_signing_key_file.clone());
+            if let Some(jwt) = &identity.jwt {
+                files.extend(
+                    [
+                        jwt.jwks_file.clone(),
+                        jwt.jwks_ca.clone(),
+                        jwt.hs256_secret_file.clone(),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                );
+            }
+        }
+        if let Some(policy) = &self.policy {
+            files.extend(
+                [
+                    Some(policy.model.clone()),
+                    Some(policy.policy.clone()),
+                    policy.shadow.clone(),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+        }
+        files
+    }
+}
+
+/// Reloading on file changes (SIGHUP and `POST /admin/reload` always work).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Watch the config and the files it references, and reload when one changes.
+    pub watch: bool,
+    /// How often modification times are compared.
+    pub interval: HumanDuration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: true,
+            interval: HumanDuration(Duration::from_secs(2)),
+        }
+    }
+}
+
+impl ReloadConfig {
+    pub fn watch_interval(&self) -> Option<Duration> {
+        self.watch.then_some(self.interval.0)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -110,12 +194,17 @@ pub struct PathRules {
 pub struct AdminConfig {
     #[serde(default = "defaults::admin_listen")]
     pub listen: SocketAddr,
+    /// File holding the bearer token that mutating admin endpoints (`POST /admin/reload`)
+    /// require. Without it those endpoints answer only to loopback clients.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: defaults::admin_listen(),
+            token_file: None,
         }
     }
 }
@@ -237,6 +326,177 @@ pub struct RouteConfig {
     pub websocket: bool,
     #[serde(default)]
     pub cors: Option<CorsConfig>,
+    /// `required` (default): a valid identity or 401. `optional`: identify when credentials
+    /// are sent. `none`: no identity and no authorization (public endpoints only).
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// What the route reaches, as the policy names it (`medical_record`, `appointment`).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The action, when it does not follow from the method (GET/HEAD read, POST/PUT/PATCH
+    /// write, DELETE delete).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Where the request names the patient it concerns.
+    #[serde(default)]
+    pub patient: Option<ValueSource>,
+    /// Where the request names the patient's department.
+    #[serde(default)]
+    pub department: Option<ValueSource>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    #[default]
+    Required,
+    Optional,
+    None,
+}
+
+/// Where a value is read from a request.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ValueSource {
+    pub from: ValueFrom,
+    /// Path parameter, query parameter or header name.
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueFrom {
+    /// A parameter of the route's path template.
+    Path,
+    /// A query parameter.
+    Query,
+    /// A header, believed only from mTLS service accounts (anyone else could forge it).
+    Header,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity, policy, break-glass
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// Client certificates (verified by `server.tls.client_ca`) that are service accounts.
+    #[serde(default)]
+    pub mtls: Vec<MtlsIdentity>,
+    /// Remove the client's `Authorization` header before forwarding.
+    #[serde(default)]
+    pub consume_authorization: bool,
+    /// Client headers removed before forwarding; a trailing `*` matches a prefix.
+    #[serde(default = "defaults::strip_headers")]
+    pub strip_headers: Vec<String>,
+    /// Key for the `X-Wardgate-Signature` HMAC over the identity headers sent upstream.
+    #[serde(default)]
+    pub upstream_signing_key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// Asymmetric algorithms accepted: RS256, ES256, EdDSA.
+    #[serde(default = "defaults::jwt_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// An identity provider's JWKS endpoint (https://, or http:// on loopback only).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// CA bundle for the JWKS endpoint's certificate; the system roots when absent.
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
+    /// How often the JWKS URL is fetched again.
+    #[serde(default = "defaults::jwks_refresh")]
+    pub jwks_refresh: HumanDuration,
+    /// A token with an unknown `kid` triggers a fetch at most this often.
+    #[serde(default = "defaults::jwks_min_refresh")]
+    pub jwks_min_refresh_interval: HumanDuration,
+    /// HS256 is accepted only with this shared secret configured.
+    #[serde(default)]
+    pub hs256_secret_file: Option<PathBuf>,
+    #[serde(default = "defaults::jwt_leeway")]
+    pub leeway: HumanDuration,
+    #[serde(default = "defaults::max_token_size")]
+    pub max_token_size: ByteSize,
+    #[serde(default)]
+    pub claims: ClaimMapping,
+}
+
+/// Which claims carry what; dotted paths reach into objects (`realm_access.roles`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimMapping {
+    pub subject: String,
+    pub roles: String,
+    pub department: String,
+    pub patient_id: String,
+    pub name: String,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        ClaimMapping {
+            subject: "sub".to_owned(),
+            roles: "roles".to_owned(),
+            department: "department".to_owned(),
+            patient_id: "patient_id".to_owned(),
+            name: "name".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsIdentity {
+    /// Matches the certificate's subject common name or one of its DNS names.
+    pub name: String,
+    /// The principal's subject; defaults to `name`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub model: PathBuf,
+    pub policy: PathBuf,
+    /// A candidate policy decided alongside the active one; differences are counted and
+    /// logged, only the active policy decides.
+    #[serde(default)]
+    pub shadow: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakGlassConfig {
+    pub header: String,
+    /// Roles that may open an emergency grant.
+    pub roles: Vec<String>,
+    pub min_reason_length: usize,
+    /// How long a grant lasts for one subject and patient.
+    pub duration: HumanDuration,
+}
+
+impl Default for BreakGlassConfig {
+    fn default() -> Self {
+        BreakGlassConfig {
+            header: "x-break-glass".to_owned(),
+            roles: vec!["doctor".to_owned(), "nurse".to_owned()],
+            min_reason_length: 15,
+            duration: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -257,6 +517,16 @@ pub struct CorsConfig {
     pub max_age: HumanDuration,
 }
 
+/// Defaults that other modules need when a section is absent.
+pub struct IdentityDefaults;
+
+impl IdentityDefaults {
+    /// The client headers removed before forwarding when `identity` is not configured.
+    pub fn strip_headers() -> Vec<String> {
+        defaults::strip_headers()
+    }
+}
+
 mod defaults {
     use super::*;
 
@@ -274,5 +544,31 @@ mod defaults {
     }
     pub fn cors_max_age() -> HumanDuration {
         HumanDuration(Duration::from_secs(600))
+    }
+    pub fn strip_headers() -> Vec<String> {
+        [
+            "x-user-*",
+            "x-roles",
+            "x-wardgate-*",
+            "x-forwarded-user",
+            "x-remote-user",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+    pub fn jwt_algorithms() -> Vec<String> {
+        ["RS256", "ES256", "EdDSA"].map(str::to_owned).to_vec()
+    }
+    pub fn jwks_refresh() -> HumanDuration {
+        HumanDuration(Duration::from_secs(600))
+    }
+    pub fn jwks_min_refresh() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn jwt_leeway() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn max_token_size() -> ByteSize {
+        ByteSize(8 * 1024)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, CorsConfig, Invalid, UpstreamConfig};
+use super::{AuthMode, Config, CorsConfig, Invalid, UpstreamConfig, ValueFrom};
 
 /// hyper refuses a read buffer smaller than this; headers must fit in it.
 const MIN_HEADER_SIZE: u64 = 8 * 1024;
@@ -16,6 +16,7 @@ pub fn validate(config: &Config) -> Vec<Invalid> {
         check_upstream(&format!("upstreams.{name}"), upstream, &mut problems);
     }
     check_routes(config, &mut problems);
+    check_access_control(config, &mut problems);
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Invalid::new(
             "log.level",
@@ -134,6 +135,115 @@ fn check_routes(config: &Config, problems: &mut Vec<Invalid>) {
         }
         if let Some(cors) = &route.cors {
             check_cors(&format!("{key}.cors"), cors, problems);
+        }
+    }
+}
+
+fn check_access_control(config: &Config, problems: &mut Vec<Invalid>) {
+    let plain_name = |text: &str| {
+        !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b))
+    };
+    for (i, route) in config.routes.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        for (field, value) in [("resource", &route.resource), ("action", &route.action)] {
+            if let Some(value) = value {
+                if !plain_name(value) {
+                    problems.push(Invalid::new(
+                        format!("{key}.{field}"),
+                        "letters, digits, '-', '_', ':' or '.'",
+                    ));
+                }
+            }
+        }
+        for (field, source) in [
+            ("patient", &route.patient),
+            ("department", &route.department),
+        ] {
+            let Some(source) = source else { continue };
+            if source.from == ValueFrom::Path {
+                let in_template = route.path.contains(&format!("{{{}}}", source.name))
+                    || route.path.contains(&format!("{{*{}}}", source.name));
+                if !in_template {
+                    problems.push(Invalid::new(
+                        format!("{key}.{field}.name"),
+                        format!(
+                            "the path template {} has no parameter {{{}}}",
+                            route.path, source.name
+                        ),
+                    ));
+                }
+            }
+        }
+        if route.auth == AuthMode::None {
+            continue;
+        }
+        if route.resource.is_none() {
+            problems.push(Invalid::new(
+                format!("{key}.resource"),
+                "a route with auth required or optional names its resource (or says auth: none)",
+            ));
+        }
+        if config.policy.is_none() {
+            problems.push(Invalid::new(
+                format!("{key}.auth"),
+                "authorized routes need a policy section",
+            ));
+        }
+        if config.identity.is_none() && route.auth == AuthMode::Required {
+            problems.push(Invalid::new(
+                format!("{key}.auth"),
+                "auth: required needs an identity section",
+            ));
+        }
+    }
+    let Some(jwt) = config
+        .identity
+        .as_ref()
+        .and_then(|identity| identity.jwt.as_ref())
+    else {
+        return;
+    };
+    if jwt.jwks_file.is_none() && jwt.jwks_url.is_none() && jwt.hs256_secret_file.is_none() {
+        problems.push(Invalid::new(
+            "identity.jwt",
+            "no keys: set jwks_file, jwks_url or hs256_secret_file",
+        ));
+    }
+    for (i, algorithm) in jwt.algorithms.iter().enumerate() {
+        if crate::identity::jwt::parse_algorithm(algorithm).is_none() {
+            problems.push(Invalid::new(
+                format!("identity.jwt.algorithms[{i}]"),
+                format!("{algorithm:?} is not accepted; use RS256, ES256 or EdDSA (HS256 only through hs256_secret_file)"),
+            ));
+        }
+    }
+    if jwt.audiences.is_empty() {
+        problems.push(Invalid::new(
+            "identity.jwt.audiences",
+            "list at least one audience",
+        ));
+    }
+    if let Some(url) = &jwt.jwks_url {
+        let loopback = |host: &str| {
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        };
+        match url.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("https") => {}
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some_and(loopback) => {}
+            Ok(_) => problems.push(Invalid::new(
+                "identity.jwt.jwks_url",
+                "keys must be fetched over https:// (http:// only on loopback)",
+            )),
+            Err(err) => problems.push(Invalid::new(
+                "identity.jwt.jwks_url",
+                format!("invalid URL: {err}"),
+            )),
         }
     }
 }

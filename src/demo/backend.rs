@@ -72,6 +72,8 @@ async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, stop: Cancellati
 struct Store {
     patients: BTreeMap<String, Value>,
     records: BTreeMap<String, Vec<Value>>,
+    prescriptions: BTreeMap<String, Vec<Value>>,
+    appointments: BTreeMap<String, Vec<Value>>,
     consultations: BTreeMap<String, Value>,
     messages: BTreeMap<String, Vec<Value>>,
     next_id: u64,
@@ -82,6 +84,8 @@ impl Store {
         let mut store = Store {
             patients: BTreeMap::new(),
             records: BTreeMap::new(),
+            prescriptions: BTreeMap::new(),
+            appointments: BTreeMap::new(),
             consultations: BTreeMap::new(),
             messages: BTreeMap::new(),
             next_id: 3000,
@@ -105,6 +109,18 @@ impl Store {
             vec![json!({"id": "r-2", "patient_id": "p-1002", "date": "2026-09-14",
                         "diagnosis": "atopic dermatitis", "prescription": "hydrocortisone cream 1%"})],
         );
+        store.prescriptions.insert(
+            "p-1001".into(),
+            vec![json!({"id": "rx-1", "patient_id": "p-1001", "drug": "nitroglycerin", "dose": "0.5mg sublingual", "prescriber": "dr-chen"})],
+        );
+        store.prescriptions.insert(
+            "p-1002".into(),
+            vec![json!({"id": "rx-2", "patient_id": "p-1002", "drug": "hydrocortisone 1% cream", "dose": "twice daily", "prescriber": "dr-zhou"})],
+        );
+        store.appointments.insert(
+            "p-1001".into(),
+            vec![json!({"id": "a-1", "patient_id": "p-1001", "department": "cardiology", "time": "2026-12-01T09:30:00+08:00"})],
+        );
         store.consultations.insert(
             "c-2001".into(),
             json!({"id": "c-2001", "patient_id": "p-1001", "doctor": "dr-chen",
@@ -116,6 +132,15 @@ impl Store {
                  json!({"id": "m-2", "author": "dr-chen", "text": "How long does it last? Please avoid exertion until we talk."})],
         );
         store
+    }
+
+    /// Records, prescriptions or appointments, by patient.
+    fn items(&mut self, kind: &str) -> &mut BTreeMap<String, Vec<Value>> {
+        match kind {
+            "prescriptions" => &mut self.prescriptions,
+            "appointments" => &mut self.appointments,
+            _ => &mut self.records,
+        }
     }
 
     fn new_id(&mut self, prefix: &str) -> String {
@@ -143,23 +168,64 @@ async fn handle(store: &Mutex<Store>, request: Request<Incoming>) -> Response<Pr
             json!({"error": "store unavailable"}),
         );
     };
-    match (method, segments.as_slice()) {
-        (Method::GET, ["api", "patients"]) => reply(
+    match segments.as_slice() {
+        ["api", "hospital", "info"] if method == Method::GET => reply(
             StatusCode::OK,
-            Value::Array(store.patients.values().cloned().collect()),
+            json!({"name": "Demo People's Hospital", "departments": ["cardiology", "dermatology"],
+                   "consultation_hours": "08:00-20:00"}),
         ),
-        (Method::POST, ["api", "patients"]) => with_json(&body, |mut patient| {
-            let id = store.new_id("p");
-            patient["id"] = json!(id);
-            store.patients.insert(id, patient.clone());
-            reply(StatusCode::CREATED, patient)
-        }),
-        (Method::GET, ["api", "patients", id]) => match store.patients.get(*id) {
-            Some(patient) => reply(StatusCode::OK, patient.clone()),
-            None => not_found("patient"),
+        ["api", "reports", "consultations"] if method == Method::GET => reply(
+            StatusCode::OK,
+            json!({"open_consultations": store.consultations.len(),
+                   "messages": store.messages.values().map(Vec::len).sum::<usize>(),
+                   "patients": store.patients.len()}),
+        ),
+        ["api", "patients"] => match method {
+            Method::GET => reply(
+                StatusCode::OK,
+                Value::Array(store.patients.values().cloned().collect()),
+            ),
+            Method::POST => with_json(&body, |mut patient| {
+                let id = store.new_id("p");
+                patient["id"] = json!(id);
+                store.patients.insert(id, patient.clone());
+                reply(StatusCode::CREATED, patient)
+            }),
+            _ => not_found("resource"),
         },
-        (Method::PUT, ["api", "patients", id]) => with_json(&body, |update| {
-            let Some(patient) = store.patients.get_mut(*id) else {
+        // A department's view of a patient: only patients of that department are found there.
+        ["api", "departments", department, "patients", id, rest @ ..] => {
+            let in_department = store
+                .patients
+                .get(*id)
+                .is_some_and(|patient| patient["department"] == *department);
+            if !in_department {
+                return not_found("patient in this department");
+            }
+            patient_resource(&mut store, &method, id, rest, &body)
+        }
+        ["api", "patients", id, rest @ ..] => {
+            patient_resource(&mut store, &method, id, rest, &body)
+        }
+        _ => not_found("resource"),
+    }
+}
+
+/// `/api/patients/{id}/...` and its department-scoped twin.
+fn patient_resource(
+    store: &mut Store,
+    method: &Method,
+    id: &str,
+    rest: &[&str],
+    body: &Bytes,
+) -> Response<ProxyBody> {
+    if !store.patients.contains_key(id) {
+        return not_found("patient");
+    }
+    match (method, rest) {
+        (&Method::GET, []) => reply(StatusCode::OK, store.patients[id].clone()),
+        (&Method::PUT, []) => with_json(body, |update| {
+            let Some(patient) = store.patients.get_mut(id) else {
                 return not_found("patient");
             };
             if let (Some(target), Some(fields)) = (patient.as_object_mut(), update.as_object()) {
@@ -171,56 +237,55 @@ async fn handle(store: &Mutex<Store>, request: Request<Incoming>) -> Response<Pr
             }
             reply(StatusCode::OK, patient.clone())
         }),
-        (Method::DELETE, ["api", "patients", id]) => {
-            if store.patients.remove(*id).is_none() {
-                return not_found("patient");
-            }
-            store.records.remove(*id);
+        (&Method::DELETE, []) => {
+            store.patients.remove(id);
+            store.records.remove(id);
             reply(StatusCode::OK, json!({"deleted": id}))
         }
-        (Method::GET, ["api", "patients", id, "records"]) => {
-            if !store.patients.contains_key(*id) {
-                return not_found("patient");
-            }
-            reply(
-                StatusCode::OK,
-                json!(store.records.get(*id).cloned().unwrap_or_default()),
-            )
+        (&Method::GET, [kind @ ("records" | "prescriptions" | "appointments")]) => {
+            let items: Vec<Value> = store.items(kind).get(id).cloned().unwrap_or_default();
+            reply(StatusCode::OK, json!(items))
         }
-        (Method::POST, ["api", "patients", id, "records"]) => with_json(&body, |mut record| {
-            if !store.patients.contains_key(*id) {
-                return not_found("patient");
-            }
-            record["id"] = json!(store.new_id("r"));
-            record["patient_id"] = json!(id);
-            store
-                .records
-                .entry((*id).to_owned())
-                .or_default()
-                .push(record.clone());
-            reply(StatusCode::CREATED, record)
-        }),
-        (Method::GET, ["api", "consultations", id]) => match store.consultations.get(*id) {
-            Some(consultation) => reply(StatusCode::OK, consultation.clone()),
-            None => not_found("consultation"),
-        },
-        (Method::GET, ["api", "consultations", id, "messages"]) => match store.messages.get(*id) {
-            Some(messages) => reply(StatusCode::OK, json!(messages)),
-            None => not_found("consultation"),
-        },
-        (Method::POST, ["api", "consultations", id, "messages"]) => {
-            with_json(&body, |mut message| {
-                if !store.consultations.contains_key(*id) {
-                    return not_found("consultation");
-                }
-                message["id"] = json!(store.new_id("m"));
+        (&Method::POST, [kind @ ("records" | "prescriptions" | "appointments")]) => {
+            with_json(body, |mut item| {
+                item["id"] = json!(store.new_id(&kind[..1]));
+                item["patient_id"] = json!(id);
                 store
-                    .messages
-                    .entry((*id).to_owned())
+                    .items(kind)
+                    .entry(id.to_owned())
                     .or_default()
-                    .push(message.clone());
-                reply(StatusCode::CREATED, message)
+                    .push(item.clone());
+                reply(StatusCode::CREATED, item)
             })
+        }
+        (_, ["consultations", consultation, "messages"]) => {
+            let belongs = store
+                .consultations
+                .get(*consultation)
+                .is_some_and(|c| c["patient_id"] == *id);
+            if !belongs {
+                return not_found("consultation of this patient");
+            }
+            match *method {
+                Method::GET => reply(
+                    StatusCode::OK,
+                    json!(store
+                        .messages
+                        .get(*consultation)
+                        .cloned()
+                        .unwrap_or_default()),
+                ),
+                Method::POST => with_json(body, |mut message| {
+                    message["id"] = json!(store.new_id("m"));
+                    store
+                        .messages
+                        .entry((*consultation).to_owned())
+                        .or_default()
+                        .push(message.clone());
+                    reply(StatusCode::CREATED, message)
+                }),
+                _ => not_found("resource"),
+            }
         }
         _ => not_found("resource"),
     }

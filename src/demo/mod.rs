@@ -1,10 +1,12 @@
 //! `wardgate demo`: the one command a newcomer runs. It makes a temporary folder with a
-//! certificate authority and a server certificate, starts the demo consultation backend on
-//! loopback and the gateway in front of it (with `config/demo.yaml`), prints ready-to-paste
-//! `curl` lines, and on Ctrl-C stops everything and removes the folder.
+//! certificate authority and a server certificate, the demo identity provider's keys and the
+//! policies, starts the demo consultation backend on loopback and the gateway in front of it
+//! (with `config/demo.yaml`), prints a token per role and ready-to-paste `curl` lines, and on
+//! Ctrl-C stops everything and removes the folder.
 
 pub mod backend;
 pub mod pki;
+pub mod tokens;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -18,9 +20,28 @@ use crate::server::Signals;
 use crate::RunningGateway;
 use backend::DemoBackend;
 use pki::CertificateAuthority;
+use tokens::{MintError, SigningKey, TokenClaims};
+
+/// A demo user: the shell variable holding its token, and who it is.
+pub struct DemoIdentity {
+    pub variable: String,
+    pub who: &'static str,
+    pub token: String,
+}
+
+/// One printed example.
+pub struct Example {
+    pub what: String,
+    pub command: String,
+    /// Text the command's output contains when it works.
+    pub expect: String,
+}
 
 /// The demo's config, as shipped in `config/demo.yaml`.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.yaml");
+/// The policies the demo runs, as shipped in `policies/`.
+const MODEL: &str = include_str!("../../policies/model.conf");
+const POLICY: &str = include_str!("../../policies/policy.csv");
 const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
 const DEFAULT_BACKEND: &str = "127.0.0.1:8081";
@@ -55,6 +76,19 @@ impl Demo {
         let ca = CertificateAuthority::new("wardgate demo CA")?;
         let ca_cert = ca.write_cert(&dir.path().join("ca.pem"))?;
         ca.issue_server(dir.path(), "server", &["localhost", "127.0.0.1"])?;
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text)
+                .with_context(|| format!("cannot write the demo's {name}"))
+        };
+        write("demo-jwks.json", &SigningKey::demo()?.jwks()?)?;
+        write("model.conf", MODEL)?;
+        write("policy.csv", POLICY)?;
+        let signing_key = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        write("upstream-signing.key", &signing_key)?;
 
         let backend = DemoBackend::start(options.backend)
             .await
@@ -75,9 +109,122 @@ impl Demo {
         })
     }
 
-    /// What the demo prints: where everything is, and `curl` lines that work as printed.
-    pub fn instructions(&self) -> String {
+    /// The demo's users, one per role, and their tokens as shell variables.
+    pub fn identities() -> Result<Vec<DemoIdentity>, MintError> {
+        let key = SigningKey::demo()?;
+        let people = [
+            (
+                "PATIENT",
+                "patient Li Wei, p-1001",
+                TokenClaims::demo("patient-li", &["patient"]).patient("p-1001"),
+            ),
+            (
+                "DOCTOR",
+                "doctor Chen, cardiology",
+                TokenClaims::demo("dr-chen", &["doctor"]).department("cardiology"),
+            ),
+            (
+                "NURSE",
+                "nurse Wang, cardiology",
+                TokenClaims::demo("nurse-wang", &["nurse"]).department("cardiology"),
+            ),
+            (
+                "PHARMACIST",
+                "pharmacist Zhao",
+                TokenClaims::demo("ph-zhao", &["pharmacist"]),
+            ),
+            (
+                "RECEPTIONIST",
+                "receptionist Liu",
+                TokenClaims::demo("rc-liu", &["receptionist"]),
+            ),
+            (
+                "COMPLIANCE",
+                "compliance officer Sun",
+                TokenClaims::demo("co-sun", &["compliance_officer"]),
+            ),
+            (
+                "ADMIN",
+                "gateway administrator Qian",
+                TokenClaims::demo("ad-qian", &["admin"]),
+            ),
+        ];
+        people
+            .into_iter()
+            .map(|(variable, who, claims)| {
+                Ok(DemoIdentity {
+                    variable: format!("{variable}_TOKEN"),
+                    who,
+                    token: key.sign(&claims.to_json())?,
+                })
+            })
+            .collect()
+    }
+
+    /// The example requests: what each shows, the command, and what its output contains.
+    pub fn examples(&self) -> Vec<Example> {
         let ca = shell_quote(&self.ca_cert);
+        let base = format!("https://localhost:{}", self.gateway.proxy_addr.port());
+        let admin = format!("http://{}", self.gateway.admin_addr);
+        let get = |token: &str, path: &str| {
+            format!("curl --cacert {ca} -H \"authorization: Bearer ${token}_TOKEN\" {base}{path}")
+        };
+        let status = |token: &str, path: &str| {
+            format!("curl --cacert {ca} -s -o /dev/null -w '%{{http_code}}\\n' -H \"authorization: Bearer ${token}_TOKEN\" {base}{path}")
+        };
+        let example = |what: &str, command: String, expect: &str| Example {
+            what: what.to_owned(),
+            command,
+            expect: expect.to_owned(),
+        };
+        vec![
+            example("public: hospital information, no token needed", format!("curl --cacert {ca} {base}/api/hospital/info"), "Demo People's Hospital"),
+            example("no token on patient data: 401, never forwarded", format!("curl --cacert {ca} -i {base}/api/patients/p-1001"), "401"),
+            example("patient: own records", get("PATIENT", "/api/patients/p-1001/records"), "stable angina"),
+            example("patient: another patient's records: 403", status("PATIENT", "/api/patients/p-1002/records"), "403"),
+            example("doctor: a cardiology patient's records", get("DOCTOR", "/api/departments/cardiology/patients/p-1001/records"), "stable angina"),
+            example("doctor: a dermatology patient: 403", status("DOCTOR", "/api/departments/dermatology/patients/p-1002/records"), "403"),
+            example(
+                "doctor, emergency: break-glass with a reason (time-boxed, logged, counted)",
+                format!("curl --cacert {ca} -H \"authorization: Bearer $DOCTOR_TOKEN\" -H 'x-break-glass: unconscious patient in ER, checking allergies' {base}/api/departments/dermatology/patients/p-1002/records"),
+                "atopic dermatitis",
+            ),
+            example("nurse: a cardiology patient's records", get("NURSE", "/api/departments/cardiology/patients/p-1001/records"), "stable angina"),
+            example(
+                "nurse: writing a prescription: 403",
+                format!("curl --cacert {ca} -s -o /dev/null -w '%{{http_code}}\\n' -H \"authorization: Bearer $NURSE_TOKEN\" -H 'content-type: application/json' -d '{{\"drug\":\"aspirin\"}}' {base}/api/departments/cardiology/patients/p-1001/prescriptions"),
+                "403",
+            ),
+            example("pharmacist: a patient's prescriptions", get("PHARMACIST", "/api/patients/p-1002/prescriptions"), "hydrocortisone"),
+            example("pharmacist: medical records: 403", status("PHARMACIST", "/api/patients/p-1002/records"), "403"),
+            example("receptionist: a patient's appointments", get("RECEPTIONIST", "/api/patients/p-1001/appointments"), "2026-12-01"),
+            example("receptionist: medical records: 403", status("RECEPTIONIST", "/api/patients/p-1001/records"), "403"),
+            example("compliance officer: consultation statistics", get("COMPLIANCE", "/api/reports/consultations"), "open_consultations"),
+            example("compliance officer: clinical data: 403", status("COMPLIANCE", "/api/patients/p-1001/records"), "403"),
+            example("administrator: consultation statistics", get("ADMIN", "/api/reports/consultations"), "open_consultations"),
+            example("administrator: clinical data: 403", status("ADMIN", "/api/patients/p-1001/records"), "403"),
+            example(
+                "a consultation message from the patient, posted as JSON",
+                format!("curl --cacert {ca} -H \"authorization: Bearer $PATIENT_TOKEN\" -H 'content-type: application/json' -d '{{\"author\":\"patient\",\"text\":\"The tightness is gone today.\"}}' {base}/api/patients/p-1001/consultations/c-2001/messages"),
+                "The tightness is gone today.",
+            ),
+            example("no route matches: 404 from the gateway, never forwarded", format!("curl --cacert {ca} -i {base}/internal/admin"), "no route matches the request"),
+            example(
+                "an encoded '..' in the path: 400, never forwarded",
+                format!("curl --cacert {ca} -i --path-as-is '{base}/api/patients/%2e%2e/p-1001'"),
+                "percent-encoded dot segment",
+            ),
+            example(
+                "what the metrics counted",
+                format!("curl -s {admin}/metrics | grep -E '^wardgate_(authz_decisions|break_glass)_total'"),
+                "wardgate_break_glass_total{role=\"doctor\"} 1",
+            ),
+        ]
+    }
+
+    /// What the demo prints: where everything is, a token per role, and `curl` lines that
+    /// work as printed (after the exports).
+    pub fn instructions(&self) -> Result<String, MintError> {
         let base = format!("https://localhost:{}", self.gateway.proxy_addr.port());
         let admin = format!("http://{}", self.gateway.admin_addr);
         let mut out = String::new();
@@ -91,31 +238,24 @@ impl Demo {
         );
         let _ = writeln!(
             out,
-            "  files          {}  (demo.yaml, ca.pem, server certificate)\n",
+            "  files          {}  (demo.yaml, ca.pem, policies, keys)\n",
             self.dir.path().display()
         );
-        let _ = writeln!(out, "Try these (each works as printed):\n");
-        let examples: [(&str, String); 8] = [
-            ("a patient, through TLS and the gateway", format!("curl --cacert {ca} {base}/api/patients/p-1001")),
-            ("the patient's medical records", format!("curl --cacert {ca} {base}/api/patients/p-1001/records")),
-            (
-                "a consultation message, posted as JSON",
-                format!("curl --cacert {ca} -H 'content-type: application/json' -d '{{\"author\":\"patient\",\"text\":\"The tightness is gone today.\"}}' {base}/api/consultations/c-2001/messages"),
-            ),
-            ("the consultation's messages, with the new one", format!("curl --cacert {ca} {base}/api/consultations/c-2001/messages")),
-            ("no route matches: 404 from the gateway, never forwarded", format!("curl --cacert {ca} -i {base}/internal/admin")),
-            ("an encoded '..' in the path: 400, never forwarded", format!("curl --cacert {ca} -i --path-as-is '{base}/api/patients/%2e%2e/p-1001'")),
-            ("the response headers the gateway adds", format!("curl --cacert {ca} -s -D - -o /dev/null {base}/api/patients/p-1002")),
-            ("what the metrics counted", format!("curl -s {admin}/metrics | grep '^wardgate_requests_total'")),
-        ];
-        for (what, line) in examples {
-            let _ = writeln!(out, "  # {what}\n  {line}\n");
+        let _ = writeln!(out, "One token per role (valid 8 hours; mint more with `wardgate token mint --role doctor --sub dr-li --department cardiology`).");
+        let _ = writeln!(out, "Paste these into your shell first:\n");
+        for identity in Demo::identities()? {
+            let _ = writeln!(out, "  # {}", identity.who);
+            let _ = writeln!(out, "  export {}={}\n", identity.variable, identity.token);
+        }
+        let _ = writeln!(out, "Then try these (each works as printed):\n");
+        for example in self.examples() {
+            let _ = writeln!(out, "  # {}\n  {}\n", example.what, example.command);
         }
         let _ = writeln!(
             out,
             "Press Ctrl-C to stop; the temporary folder is removed."
         );
-        out
+        Ok(out)
     }
 
     pub async fn stop(self) {
@@ -129,7 +269,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     crate::logging::init(&config::LogConfig::default());
     let mut signals = Signals::install().context("cannot listen for Ctrl-C")?;
     let demo = Demo::start(&options).await?;
-    print!("{}", demo.instructions());
+    print!("{}", demo.instructions()?);
     signals.stopped().await;
     demo.stop().await;
     Ok(ExitCode::SUCCESS)

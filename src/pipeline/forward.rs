@@ -13,6 +13,7 @@ use super::route::Route;
 use super::{Rejection, RequestCtx};
 use crate::proxy::body::{streaming, LimitedBody, ProxyBody};
 use crate::proxy::headers;
+use crate::proxy::identity_headers::UpstreamIdentity;
 use crate::proxy::upstream::UpstreamError;
 use crate::proxy::websocket;
 use crate::runtime::Runtime;
@@ -55,6 +56,19 @@ pub async fn to_upstream(
     let mut outgoing = parts.headers;
     headers::remove_hop_by_hop(&mut outgoing);
     outgoing.remove(header::HOST);
+    runtime.strip_headers.apply(&mut outgoing);
+    outgoing.remove(runtime.break_glass.header());
+    if runtime.consume_authorization {
+        outgoing.remove(header::AUTHORIZATION);
+    }
+    UpstreamIdentity {
+        principal: ctx.principal.as_ref(),
+        patient: ctx.patient.as_deref(),
+        request_id: &ctx.request_id,
+        method: parts.method.as_str(),
+        path_and_query: uri.path_and_query().map_or(path, |pq| pq.as_str()),
+    }
+    .inject(&mut outgoing, runtime.signer.as_ref());
     if websocket {
         headers::mark_websocket_upgrade(&mut outgoing);
     }

@@ -3,11 +3,13 @@
 //! [`Rejection`]. Whatever happens, `finish` runs for every request: security headers, the
 //! request id, CORS response headers, metrics and the access log line.
 //!
-//! Stages still to come (identify, limit, authorize, protect, reveal, audit) slot in at the
-//! numbered places of `../shared/DESIGN.md` as they are built.
+//! Stages still to come (limit, protect, reveal, audit) slot in at the numbered places of
+//! `../shared/DESIGN.md` as they are built.
 
+pub mod authorize;
 mod cors;
 mod forward;
+mod identify;
 mod normalize;
 mod rejection;
 mod route;
@@ -25,6 +27,8 @@ pub use normalize::{canonical_path, check_canonical, PathError};
 pub use rejection::{error_response, Rejection};
 pub use route::{Matched, Route, RouteTable};
 
+use crate::identity::Principal;
+use crate::policy::Decision;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::headers;
 use crate::runtime::Runtime;
@@ -43,6 +47,15 @@ pub struct RequestCtx {
     /// Set when a stage ended the request: the rejection's kind.
     pub rejected: Option<&'static str>,
     pub preflight: bool,
+    /// Who is calling, once identified.
+    pub principal: Option<Principal>,
+    /// Why authentication failed (specific, unlike what the client is told).
+    pub auth_failure: Option<&'static str>,
+    /// The patient the request concerns, as the route names it.
+    pub patient: Option<String>,
+    pub decision: Option<Decision>,
+    /// The reason of the break-glass grant the request used.
+    pub break_glass_reason: Option<String>,
 }
 
 /// Runs one request through the stages and always returns a response.
@@ -62,6 +75,11 @@ pub async fn handle(
         params: Vec::new(),
         rejected: None,
         preflight: false,
+        principal: None,
+        auth_failure: None,
+        patient: None,
+        decision: None,
+        break_glass_reason: None,
     };
     let origin = request.headers().get(header::ORIGIN).cloned();
     let mut response = match stages(gateway, &runtime, conn, &mut ctx, request).await {
@@ -111,7 +129,24 @@ async fn stages(
         return cors::answer_preflight(route.cors.as_ref(), &request, method);
     }
 
-    // 7 forward: headers that clients could spoof are replaced on the way out.
+    // 3 identify: after routing, because the route says whether identity is required; before
+    //   authorization, which decides on the principal.
+    ctx.principal =
+        identify::identify(gateway, runtime, conn, ctx, &route, request.headers()).await?;
+
+    // 5 authorize: deny by default; the route names resource and action, the request the
+    //   patient; nothing reaches an upstream without an allowing rule (or break-glass).
+    authorize::authorize(
+        gateway,
+        runtime,
+        ctx,
+        &route,
+        request.uri().query(),
+        request.headers(),
+    )?;
+
+    // 7 forward: headers that clients could spoof are replaced on the way out, and the
+    //   verified identity is sent along, signed.
     forward::to_upstream(gateway, runtime, conn, ctx, &route, &path, request).await
 }
 
@@ -147,6 +182,8 @@ fn finish(
         status = response.status().as_u16(),
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         rejected = ctx.rejected.unwrap_or(""),
+        subject = ctx.principal.as_ref().map_or("", |p| p.subject.as_str()),
+        break_glass = ctx.break_glass_reason.is_some(),
         "request"
     );
 }

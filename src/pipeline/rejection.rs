@@ -4,6 +4,8 @@
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::normalize::PathError;
+use crate::config::ValueFrom;
+use crate::identity::AuthError;
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::upstream::UpstreamError;
 
@@ -21,6 +23,26 @@ pub enum Rejection {
     CorsDenied,
     #[error(transparent)]
     Upstream(UpstreamError),
+    #[error("{}", .0.public_message())]
+    Unauthenticated(AuthError),
+    #[error("access denied")]
+    Forbidden,
+    #[error("a break-glass reason must be at least {min} characters")]
+    BreakGlassReason { min: usize },
+    #[error("the request does not name the {what} ({} {name})", from_name(*.from))]
+    MissingScope {
+        what: &'static str,
+        from: ValueFrom,
+        name: String,
+    },
+}
+
+fn from_name(from: ValueFrom) -> &'static str {
+    match from {
+        ValueFrom::Path => "path parameter",
+        ValueFrom::Query => "query parameter",
+        ValueFrom::Header => "header from a service account",
+    }
 }
 
 impl From<UpstreamError> for Rejection {
@@ -47,6 +69,9 @@ impl Rejection {
                 UpstreamError::Connect | UpstreamError::Broken => StatusCode::BAD_GATEWAY,
                 UpstreamError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             },
+            Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Forbidden | Rejection::BreakGlassReason { .. } => StatusCode::FORBIDDEN,
+            Rejection::MissingScope { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -59,6 +84,10 @@ impl Rejection {
             Rejection::BodyTooLarge { .. } => "body_too_large",
             Rejection::CorsDenied => "cors_denied",
             Rejection::Upstream(err) => err.kind(),
+            Rejection::Unauthenticated(_) => "unauthenticated",
+            Rejection::Forbidden => "forbidden",
+            Rejection::BreakGlassReason { .. } => "break_glass_reason",
+            Rejection::MissingScope { .. } => "missing_scope",
         }
     }
 
@@ -74,14 +103,27 @@ impl Rejection {
             | Rejection::NoRoute
             | Rejection::MethodNotAllowed { .. }
             | Rejection::BodyTooLarge { .. }
-            | Rejection::CorsDenied => self.to_string(),
+            | Rejection::CorsDenied
+            | Rejection::Unauthenticated(_)
+            | Rejection::Forbidden
+            | Rejection::BreakGlassReason { .. }
+            | Rejection::MissingScope { .. } => self.to_string(),
         }
     }
 
     pub fn into_response(self, request_id: &HeaderValue) -> Response<ProxyBody> {
         let mut response = error_response(self.status(), &self.public_message(), request_id);
-        if let Rejection::MethodNotAllowed { allow } = self {
-            response.headers_mut().insert(header::ALLOW, allow);
+        match self {
+            Rejection::MethodNotAllowed { allow } => {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            Rejection::Unauthenticated(err) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(err.challenge()),
+                );
+            }
+            _ => {}
         }
         response
     }

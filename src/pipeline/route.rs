@@ -8,7 +8,8 @@ use http::{HeaderValue, Method};
 
 use super::cors::Cors;
 use super::Rejection;
-use crate::config::{Config, Invalid};
+use crate::config::{AuthMode, Config, Invalid, ValueSource};
+use crate::policy::Question;
 use crate::proxy::upstream::{Upstream, Upstreams};
 
 /// One configured route, ready to serve.
@@ -20,6 +21,43 @@ pub struct Route {
     pub max_body_size: u64,
     pub websocket: bool,
     pub cors: Option<Cors>,
+    pub auth: AuthMode,
+    pub resource: Option<String>,
+    /// The configured action; when absent the method decides (see `action_for`).
+    pub action: Option<String>,
+    pub patient: Option<ValueSource>,
+    pub department: Option<ValueSource>,
+}
+
+impl Route {
+    /// The action a request with this method performs on the route's resource.
+    pub fn action_for(&self, method: &Method) -> &str {
+        self.action
+            .as_deref()
+            .unwrap_or_else(|| super::authorize::action_for_method(method))
+    }
+
+    /// Every (resource, action) this route can ask the policy about.
+    pub fn questions(&self) -> Vec<Question> {
+        let Some(resource) = &self.resource else {
+            return Vec::new();
+        };
+        let actions: Vec<&str> = match &self.action {
+            Some(action) => vec![action.as_str()],
+            None => self
+                .methods
+                .iter()
+                .map(super::authorize::action_for_method)
+                .collect(),
+        };
+        actions
+            .into_iter()
+            .map(|action| Question {
+                resource: resource.clone(),
+                action: action.to_owned(),
+            })
+            .collect()
+    }
 }
 
 /// The matched route and the template's parameters (`patient_id` -> `p-1001`).
@@ -91,6 +129,11 @@ impl RouteTable {
                     .0,
                 websocket: route.websocket,
                 cors,
+                auth: route.auth,
+                resource: route.resource.clone(),
+                action: route.action.clone(),
+                patient: route.patient.clone(),
+                department: route.department.clone(),
             }));
         }
         let mut router = matchit::Router::new();
@@ -107,6 +150,10 @@ impl RouteTable {
         } else {
             Err(problems)
         }
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
     }
 
     /// The route for a canonical path and method: 404 when no template matches, 405 (with

@@ -3,5 +3,6 @@
 
 pub mod body;
 pub mod headers;
+pub mod identity_headers;
 pub mod upstream;
 pub mod websocket;

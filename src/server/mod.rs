@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigErrors, Limits, LoadedConfig};
 use crate::metrics::Metrics;
+use crate::policy::BreakGlassGrants;
 use crate::runtime::Runtime;
 use crate::tls::{self, ServerTlsConfig};
 
@@ -41,8 +42,61 @@ pub struct Shared {
     pub graceful: CancellationToken,
     /// The grace period is over: close whatever is still open.
     pub force_close: CancellationToken,
+    /// Open break-glass grants; they outlive config reloads.
+    pub grants: BreakGlassGrants,
     limits: Limits,
     connection_slots: Arc<Semaphore>,
+    config_path: PathBuf,
+    /// The listener addresses in force (a reload cannot move them).
+    listen: (SocketAddr, SocketAddr),
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    /// Re-reads the config file and everything it references (certificates, policies, keys);
+    /// on any problem the running config is kept and the problems are returned.
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let loaded = match config::load(&self.config_path) {
+            Ok(loaded) => loaded,
+            Err(errors) => return Err(self.reload_failed(errors)),
+        };
+        let prepared = match prepare(&loaded).await {
+            Ok(prepared) => prepared,
+            Err(errors) => return Err(self.reload_failed(errors)),
+        };
+        if (loaded.config.server.listen, loaded.config.admin.listen) != self.listen {
+            tracing::warn!(
+                "listener addresses changed in the config; restart wardgate to apply them"
+            );
+        }
+        self.runtime.store(Arc::new(prepared.runtime));
+        self.tls.store(prepared.tls.config);
+        if let Some(expiry) = prepared.tls.cert_not_after {
+            self.metrics.tls_cert_expiry.set(expiry);
+        }
+        self.metrics.config_reloads.inc();
+        tracing::info!(config = %self.config_path.display(), "config, policies and certificates reloaded");
+        Ok(())
+    }
+
+    fn reload_failed(&self, errors: ConfigErrors) -> ConfigErrors {
+        self.metrics.config_reload_failures.inc();
+        for error in &errors.0 {
+            tracing::error!("reload refused, keeping the running config: {error}");
+        }
+        errors
+    }
+
+    /// The files a reload reads, for the change watcher.
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.config_path.clone()];
+        if let Ok(loaded) = config::load(&self.config_path) {
+            files.extend(loaded.config.referenced_files());
+        }
+        files
+    }
 }
 
 /// What a request knows about the connection it came on.
@@ -60,8 +114,8 @@ pub struct Prepared {
     pub tls: ServerTlsConfig,
 }
 
-pub fn prepare(loaded: &LoadedConfig) -> Result<Prepared, ConfigErrors> {
-    let runtime = Runtime::build(&loaded.config);
+pub async fn prepare(loaded: &LoadedConfig) -> Result<Prepared, ConfigErrors> {
+    let runtime = Runtime::build(&loaded.config).await;
     let tls = tls::server_config(&loaded.config.server.tls);
     match (runtime, tls) {
         (Ok(runtime), Ok(tls)) => Ok(Prepared { runtime, tls }),
@@ -90,15 +144,13 @@ pub struct RunningGateway {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     shared: Arc<Shared>,
-    config_path: PathBuf,
-    listen: (SocketAddr, SocketAddr),
     grace_period: Duration,
 }
 
 impl RunningGateway {
     /// Builds everything from the config, binds both listeners and starts serving.
     pub async fn start(loaded: LoadedConfig) -> Result<RunningGateway, StartError> {
-        let prepared = prepare(&loaded)?;
+        let prepared = prepare(&loaded).await?;
         let config = &loaded.config;
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
@@ -122,9 +174,16 @@ impl RunningGateway {
             tasks: TaskTracker::new(),
             graceful: CancellationToken::new(),
             force_close: CancellationToken::new(),
+            grants: BreakGlassGrants::default(),
             limits: config.server.limits.clone(),
             connection_slots: Arc::new(Semaphore::new(config.server.limits.max_connections)),
+            config_path: loaded.path.clone(),
+            listen: (config.server.listen, config.admin.listen),
+            reloading: tokio::sync::Mutex::new(()),
         });
+        if let Some(every) = config.reload.watch_interval() {
+            tokio::spawn(watch_files(Arc::downgrade(&shared), every));
+        }
         tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
         shared.ready.store(true, Ordering::SeqCst);
         tokio::spawn(listener::accept_loop(proxy_listener, shared.clone()));
@@ -133,8 +192,6 @@ impl RunningGateway {
             proxy_addr,
             admin_addr,
             shared,
-            config_path: loaded.path.clone(),
-            listen: (config.server.listen, config.admin.listen),
             grace_period: config.server.shutdown_grace_period.0,
         })
     }
@@ -143,45 +200,9 @@ impl RunningGateway {
         &self.shared.metrics
     }
 
-    /// Re-reads the config file and its certificates; on any problem the running config is
-    /// kept and the problems are returned. Listener addresses need a restart to change.
-    pub fn reload(&self) -> Result<(), ConfigErrors> {
-        let result = config::load(&self.config_path).and_then(|loaded| {
-            let prepared = prepare(&loaded)?;
-            if (loaded.config.server.listen, loaded.config.admin.listen) != self.listen {
-                tracing::warn!(
-                    "listener addresses changed in the config; restart wardgate to apply them"
-                );
-            }
-            Ok(prepared)
-        });
-        match result {
-            Ok(prepared) => {
-                self.shared.runtime.store(Arc::new(prepared.runtime));
-                self.shared.tls.store(prepared.tls.config);
-                if let Some(expiry) = prepared.tls.cert_not_after {
-                    self.shared.metrics.tls_cert_expiry.set(expiry);
-                }
-                self.shared
-                    .metrics
-                    .config_reloads
-                    .with_label_values(&["ok"])
-                    .inc();
-                tracing::info!(config = %self.config_path.display(), "config and certificates reloaded");
-                Ok(())
-            }
-            Err(errors) => {
-                self.shared
-                    .metrics
-                    .config_reloads
-                    .with_label_values(&["error"])
-                    .inc();
-                for error in &errors.0 {
-                    tracing::error!("reload refused, keeping the running config: {error}");
-                }
-                Err(errors)
-            }
-        }
+    /// Re-reads the config and everything it references; see [`Shared::reload`].
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        self.shared.reload().await
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, then closes
@@ -206,9 +227,42 @@ impl RunningGateway {
     /// Serves until SIGTERM or SIGINT (then shuts down gracefully); SIGHUP reloads.
     pub async fn run_until_signalled(self, mut signals: Signals) {
         while let Received::Reload = signals.next().await {
-            let _ = self.reload();
+            let _ = self.reload().await;
         }
         self.shutdown().await;
+    }
+}
+
+/// Reloads when the config file or a file it references changes (by modification time), for
+/// as long as the gateway runs.
+async fn watch_files(shared: std::sync::Weak<Shared>, every: Duration) {
+    let stamps = |files: &[PathBuf]| -> Vec<Option<std::time::SystemTime>> {
+        files
+            .iter()
+            .map(|file| std::fs::metadata(file).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let Some(first) = shared.upgrade() else {
+        return;
+    };
+    let mut files = first.watched_files();
+    let mut seen = stamps(&files);
+    drop(first);
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.force_close.is_cancelled() {
+            return;
+        }
+        let now = stamps(&files);
+        if now != seen {
+            tracing::info!("a config file changed; reloading");
+            let _ = shared.reload().await;
+            files = shared.watched_files();
+            seen = stamps(&files);
+        }
     }
 }
 

@@ -7,9 +7,15 @@ use crate::support::*;
 
 fn problems(pki: &Pki, yaml: &str) -> String {
     let path = write_config(pki, yaml);
-    match wardgate::config::load(&path)
-        .and_then(|loaded| wardgate::server::prepare(&loaded).map(|_| ()))
-    {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = runtime.block_on(async {
+        let loaded = wardgate::config::load(&path)?;
+        wardgate::server::prepare(&loaded).await.map(|_| ())
+    });
+    match result {
         Ok(()) => panic!("config was accepted:\n{yaml}"),
         Err(errors) => errors.to_string(),
     }
@@ -52,8 +58,8 @@ fn each_bad_value_is_reported_at_its_line() {
         ),
         (
             good.replace(
-                "    upstream: backend\n  - name: patient-records",
-                "    upstream: backedn\n  - name: patient-records",
+                "    upstream: backend\n    auth: none\n  - name: patient-records",
+                "    upstream: backedn\n    auth: none\n  - name: patient-records",
             ),
             "upstream: backedn",
             "unknown upstream \"backedn\"",

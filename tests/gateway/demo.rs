@@ -14,28 +14,32 @@ async fn every_printed_curl_line_works() {
     })
     .await
     .unwrap();
-    let instructions = demo.instructions();
-    let lines: Vec<String> = instructions
+    let instructions = demo.instructions().unwrap();
+    // Exactly what a user pastes: the export lines, then each curl line as printed.
+    let exports: String = instructions
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("export "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let printed: Vec<&str> = instructions
         .lines()
         .map(str::trim)
         .filter(|line| line.starts_with("curl "))
-        .map(str::to_owned)
         .collect();
-    let expected = [
-        "Li Wei",
-        "stable angina",
-        "The tightness is gone today.",
-        "The tightness is gone today.",
-        "no route matches the request",
-        "percent-encoded dot segment",
-        "strict-transport-security: max-age=31536000",
-        "wardgate_requests_total{method=\"GET\",route=\"patient\",status_class=\"2xx\"} 2",
-    ];
-    assert_eq!(lines.len(), expected.len(), "{instructions}");
-    for (line, want) in lines.iter().zip(expected) {
+    let examples = demo.examples();
+    assert_eq!(
+        exports.lines().count(),
+        7,
+        "one token per role:\n{instructions}"
+    );
+    assert_eq!(printed.len(), examples.len(), "{instructions}");
+    for (line, example) in printed.iter().zip(&examples) {
+        assert_eq!(*line, example.command);
+        let script = format!("{exports}{line}");
         let output = tokio::process::Command::new("sh")
             .arg("-c")
-            .arg(line)
+            .arg(&script)
             .output()
             .await
             .unwrap();
@@ -46,8 +50,10 @@ async fn every_printed_curl_line_works() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(
-            stdout.contains(want),
-            "{line}\nexpected {want:?} in:\n{stdout}"
+            stdout.contains(&example.expect),
+            "{}: {line}\nexpected {:?} in:\n{stdout}",
+            example.what,
+            example.expect
         );
     }
     demo.stop().await;

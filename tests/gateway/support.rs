@@ -226,6 +226,8 @@ admin:
   listen: 127.0.0.1:0
 log:
   level: warn
+reload:
+  watch: false
 upstreams:
   backend:
     url: {upstream_url}
@@ -236,28 +238,34 @@ routes:
     path: /api/patients/{{patient_id}}
     methods: [GET, PUT]
     upstream: backend
+    auth: none
   - name: patient-records
     path: /api/patients/{{patient_id}}/records
     methods: [GET, POST]
     upstream: backend
+    auth: none
   - name: uploads
     path: /api/uploads
     methods: [POST]
     upstream: backend
+    auth: none
     max_body_size: 16MiB
   - name: events
     path: /api/events/{{*rest}}
     methods: [GET]
     upstream: backend
+    auth: none
   - name: chat
     path: /ws/consultations/{{consultation_id}}
     methods: [GET]
     upstream: backend
+    auth: none
     websocket: true
   - name: messages
     path: /api/consultations/{{consultation_id}}/messages
     methods: [GET, POST]
     upstream: backend
+    auth: none
     cors:
       allowed_origins: ["https://consult.example-hospital.cn"]
       allowed_headers: [content-type, authorization]

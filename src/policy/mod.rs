@@ -1,0 +1,247 @@
+//! Authorization (pipeline stage 5's machinery). The casbin model and policy are loaded once
+//! per config, every question the routes can ask (role x relation x resource x action) is
+//! answered by casbin at load time, and requests read the answers from an immutable table:
+//! no lock, no matcher on the request path, and a reload builds a whole new table.
+//! The rule that allowed a request is kept with each answer, for the audit trail and logs.
+
+mod break_glass;
+mod explain;
+mod relation;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
+use sha2::{Digest, Sha256};
+
+pub use break_glass::{BreakGlassAsk, BreakGlassGrants, BreakGlassRules};
+pub use explain::{explain, ExplainError};
+pub use relation::{relations, Relation};
+
+use crate::config::Invalid;
+
+/// What the policy decided, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The policy line that allowed it (`p, doctor, same_department, medical_record, read`),
+    /// or `default deny`.
+    pub rule: Arc<str>,
+    /// The role whose grant was used.
+    pub role: Option<String>,
+    pub relation: Relation,
+}
+
+impl Decision {
+    fn deny(relation: Relation) -> Decision {
+        Decision {
+            allowed: false,
+            rule: Arc::from("default deny"),
+            role: None,
+            relation,
+        }
+    }
+}
+
+/// A question routes can ask: a resource and an action.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Question {
+    pub resource: String,
+    pub action: String,
+}
+
+/// Answers for one resource and action: role -> the allowing rule per relation.
+type Answers = HashMap<String, [Option<Arc<str>>; 5]>;
+
+pub struct Policy {
+    /// resource -> action -> answers.
+    table: HashMap<String, HashMap<String, Answers>>,
+    /// Every role the policy names.
+    pub roles: BTreeSet<String>,
+    /// SHA-256 of the model and policy text, to tell versions apart.
+    pub hash: String,
+}
+
+impl Policy {
+    /// Loads and checks the model and policy files (problems are reported with the policy
+    /// file's line), then answers every question in `questions` for every role.
+    pub async fn load(
+        model_path: &Path,
+        policy_path: &Path,
+        key: &str,
+        questions: &BTreeSet<Question>,
+    ) -> Result<Policy, Vec<Invalid>> {
+        let model_text = std::fs::read_to_string(model_path).map_err(|err| {
+            vec![Invalid::new(
+                format!("{key}.model"),
+                format!("cannot read {}: {err}", model_path.display()),
+            )]
+        })?;
+        let policy_text = std::fs::read_to_string(policy_path).map_err(|err| {
+            vec![Invalid::new(
+                format!("{key}.policy"),
+                format!("cannot read {}: {err}", policy_path.display()),
+            )]
+        })?;
+        let lines = check_policy_lines(policy_path, &policy_text)?;
+        let model = DefaultModel::from_str(&model_text).await.map_err(|err| {
+            vec![Invalid::new(
+                format!("{key}.model"),
+                format!("{}: invalid casbin model: {err}", model_path.display()),
+            )]
+        })?;
+        let adapter = StringAdapter::new(
+            lines
+                .iter()
+                .map(|line| line.join(", "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        let mut enforcer = Enforcer::new(model, adapter).await.map_err(|err| {
+            vec![Invalid::new(
+                format!("{key}.policy"),
+                format!("{}: cannot load: {err}", policy_path.display()),
+            )]
+        })?;
+        enforcer.enable_log(false);
+
+        let roles: BTreeSet<String> = lines
+            .iter()
+            .flat_map(|line| match line[0].as_str() {
+                "p" => vec![line[1].clone()],
+                _ => vec![line[1].clone(), line[2].clone()],
+            })
+            .collect();
+        let mut table: HashMap<String, HashMap<String, Answers>> = HashMap::new();
+        for question in questions {
+            let answers = table
+                .entry(question.resource.clone())
+                .or_default()
+                .entry(question.action.clone())
+                .or_default();
+            for role in &roles {
+                let slots = answers.entry(role.clone()).or_default();
+                for relation in Relation::ALL {
+                    let asked = (
+                        role.as_str(),
+                        relation.as_str(),
+                        question.resource.as_str(),
+                        question.action.as_str(),
+                    );
+                    let (allowed, matched) = enforcer.enforce_ex(asked).map_err(|err| {
+                        vec![Invalid::new(
+                            format!("{key}.model"),
+                            format!("{}: the model cannot answer: {err}", model_path.display()),
+                        )]
+                    })?;
+                    if allowed {
+                        let rule = matched
+                            .first()
+                            .map(|rule| format!("p, {}", rule.join(", ")))
+                            .unwrap_or_else(|| "allow".to_owned());
+                        *relation.slot_mut(slots) = Some(Arc::from(rule));
+                    }
+                }
+            }
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(model_text.as_bytes());
+        hasher.update(b"\n--\n");
+        hasher.update(policy_text.as_bytes());
+        let hash = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Policy { table, roles, hash })
+    }
+
+    /// Allowed when any role allows it under any of the relations, asked in order.
+    pub fn decide(
+        &self,
+        roles: &[String],
+        relations: &[Relation],
+        resource: &str,
+        action: &str,
+    ) -> Decision {
+        let answers = self
+            .table
+            .get(resource)
+            .and_then(|actions| actions.get(action));
+        for &relation in relations {
+            for role in roles {
+                let rule = answers
+                    .and_then(|answers| answers.get(role))
+                    .and_then(|slots| relation.slot(slots).as_ref());
+                if let Some(rule) = rule {
+                    return Decision {
+                        allowed: true,
+                        rule: rule.clone(),
+                        role: Some(role.clone()),
+                        relation,
+                    };
+                }
+            }
+        }
+        Decision::deny(relations.first().copied().unwrap_or(Relation::None))
+    }
+}
+
+const RELATION_NAMES: [&str; 6] = [
+    "self",
+    "same_department",
+    "break_glass",
+    "other",
+    "none",
+    "*",
+];
+
+/// Reads the policy CSV line by line so that a bad line is reported with its number, and
+/// returns the lines as fields.
+fn check_policy_lines(path: &Path, text: &str) -> Result<Vec<Vec<String>>, Vec<Invalid>> {
+    let mut lines = Vec::new();
+    let mut problems = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<String> = line
+            .split(',')
+            .map(|field| field.trim().to_owned())
+            .collect();
+        let at = |message: String| Invalid::at(path, index + 1, message);
+        match fields[0].as_str() {
+            "p" if fields.len() == 5 => {
+                if !RELATION_NAMES.contains(&fields[2].as_str()) {
+                    problems.push(at(format!(
+                        "unknown relation {:?}; use one of {}",
+                        fields[2],
+                        RELATION_NAMES.join(", ")
+                    )));
+                    continue;
+                }
+                if fields.iter().any(String::is_empty) {
+                    problems.push(at("a policy line has an empty field".to_owned()));
+                    continue;
+                }
+                lines.push(fields);
+            }
+            "p" => problems.push(at(format!(
+                "a p line has 4 fields after p (role, relation, resource, action), found {}",
+                fields.len() - 1
+            ))),
+            "g" if fields.len() == 3 && fields.iter().all(|f| !f.is_empty()) => lines.push(fields),
+            "g" => problems.push(at(
+                "a g line has 2 fields after g (role, inherited role)".to_owned()
+            )),
+            other => problems.push(at(format!("a line starts with p or g, not {other:?}"))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(lines)
+    } else {
+        Err(problems)
+    }
+}
