@@ -198,7 +198,7 @@ pub async fn explain(
                 if emergency.allowed {
                     line(
                         &mut out,
-                        "break-glass",
+                        "emergency",
                         &format!(
                             "would ALLOW with a `{header}: <reason>` header, by `{}`",
                             emergency.rule
@@ -207,7 +207,7 @@ pub async fn explain(
                 } else {
                     line(
                         &mut out,
-                        "break-glass",
+                        "emergency",
                         "would not help: no break_glass rule allows it",
                     );
                 }

@@ -182,3 +182,81 @@ fn the_shipped_configs_are_valid() {
         }
     }
 }
+
+#[test]
+fn access_control_mistakes_are_reported_at_their_line() {
+    let pki = Pki::new();
+    let good = authz_config(&pki, "http://127.0.0.1:9");
+    let path = pki.path("wardgate.yaml").display().to_string();
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            good.replace("    resource: statistics\n", ""),
+            "name: consultation-report",
+            "routes[9].resource: a route with auth required or optional names its resource",
+        ),
+        (
+            good.replace(
+                "    patient: { from: path, name: patient_id }\n  - name: patient-records",
+                "    patient: { from: path, name: pid }\n  - name: patient-records",
+            ),
+            "name: pid }",
+            "the path template /api/patients/{patient_id} has no parameter {pid}",
+        ),
+        (
+            good.replace(
+                "    leeway: 5s\n",
+                "    leeway: 5s\n    algorithms: [RS256, HS256]\n",
+            ),
+            "algorithms:",
+            "\"HS256\" is not accepted",
+        ),
+        (
+            good.replace("  min_reason_length: 15", "  min_reason_length: 0"),
+            "min_reason_length",
+            "a reason is mandatory",
+        ),
+        (
+            good.replace(
+                "    patient: { from: path, name: patient_id }\n  - name: patient-records",
+                "    patient: { from: cookie, name: patient_id }\n  - name: patient-records",
+            ),
+            "from: cookie",
+            "unknown variant `cookie`",
+        ),
+    ];
+    for (yaml, needle, message) in cases {
+        let reported = problems(&pki, &yaml);
+        let prefix = format!("{path}:{}:", line_of(&yaml, needle));
+        assert!(
+            reported.contains(&prefix),
+            "expected {prefix} in:\n{reported}"
+        );
+        assert!(
+            reported.contains(message),
+            "expected {message:?} in:\n{reported}"
+        );
+    }
+    // A policy file problem names the policy file and line.
+    std::fs::write(
+        pki.path("policy.csv"),
+        "p, doctor, same_department, medical_record\n",
+    )
+    .unwrap();
+    let path = write_config(&pki, &good);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let errors = runtime.block_on(async {
+        let loaded = wardgate::config::load(&path).unwrap();
+        wardgate::server::prepare(&loaded)
+            .await
+            .err()
+            .unwrap()
+            .to_string()
+    });
+    assert!(
+        errors.contains("policy.csv:1:1: a p line has 4 fields"),
+        "{errors}"
+    );
+}

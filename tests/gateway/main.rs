@@ -5,6 +5,7 @@
 
 mod support;
 
+mod access;
 mod config;
 mod cors;
 mod demo;
@@ -12,7 +13,9 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod normalize;
+mod policy_reload;
 mod proxy;
 mod tls;
+mod tokens;
 mod upstream;
 mod websocket;

@@ -492,3 +492,194 @@ pub async fn metric(gateway: &RunningGateway, sample: &str) -> f64 {
         .map(|value| value.trim().parse().unwrap())
         .unwrap_or(0.0)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Identity and policy: test keys (tests/fixtures), a JWKS, the shipped policies
+// ---------------------------------------------------------------------------------------------
+
+pub const ISSUER: &str = "https://idp.test.invalid";
+pub const AUDIENCE: &str = "wardgate-test";
+pub const UPSTREAM_SIGNING_KEY: &str = "0123456789abcdef0123456789abcdef-test";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The test identity provider's keys, by kid.
+pub fn signing_key(kid: &str) -> wardgate::demo::tokens::SigningKey {
+    let file = match kid {
+        "rsa-1" => "jwt-rsa.pem",
+        "ec-1" => "jwt-ec.pem",
+        "ed-1" => "jwt-ed25519.pem",
+        "ed-other" => "jwt-other-ed25519.pem",
+        other => panic!("no test key {other}"),
+    };
+    wardgate::demo::tokens::SigningKey::from_file(&fixture(file), kid).unwrap()
+}
+
+/// A JWKS with the public halves of the given test keys.
+pub fn jwks(kids: &[&str]) -> String {
+    let keys: Vec<serde_json::Value> = kids
+        .iter()
+        .map(|kid| {
+            let one: serde_json::Value =
+                serde_json::from_str(&signing_key(kid).jwks().unwrap()).unwrap();
+            one["keys"][0].clone()
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+/// Claims for a test token: issuer and audience right, valid for an hour.
+pub fn claims(subject: &str, roles: &[&str]) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    serde_json::json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "roles": roles,
+        "iat": now, "nbf": now, "exp": now + 3600,
+    })
+}
+
+pub fn token(kid: &str, claims: &serde_json::Value) -> String {
+    signing_key(kid).sign(claims).unwrap()
+}
+
+/// Writes the JWKS, the shipped policies and the secrets next to the certificates, and
+/// returns a config with the demo's shape of routes, authorized, in front of `upstream_url`.
+pub fn authz_config(pki: &Pki, upstream_url: &str) -> String {
+    std::fs::write(pki.path("jwks.json"), jwks(&["rsa-1", "ec-1", "ed-1"])).unwrap();
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    std::fs::copy(policies.join("model.conf"), pki.path("model.conf")).unwrap();
+    std::fs::copy(policies.join("policy.csv"), pki.path("policy.csv")).unwrap();
+    std::fs::write(pki.path("upstream-signing.key"), UPSTREAM_SIGNING_KEY).unwrap();
+    std::fs::write(pki.path("admin-token"), ADMIN_TOKEN).unwrap();
+    let dir = pki.dir.path().display();
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  tls:
+    cert: {cert}
+    key: {key}
+    client_ca: {ca}
+    client_auth: optional
+  shutdown_grace_period: 5s
+admin:
+  listen: 127.0.0.1:0
+  token_file: {dir}/admin-token
+log:
+  level: warn
+reload:
+  watch: false
+identity:
+  jwt:
+    issuer: {ISSUER}
+    audiences: [{AUDIENCE}]
+    jwks_file: {dir}/jwks.json
+    leeway: 5s
+  mtls:
+    - name: scheduling.internal
+      subject: svc-scheduling
+      roles: [service_scheduling]
+  upstream_signing_key_file: {dir}/upstream-signing.key
+policy:
+  model: {dir}/model.conf
+  policy: {dir}/policy.csv
+break_glass:
+  header: X-Break-Glass
+  roles: [doctor, nurse]
+  min_reason_length: 15
+  duration: 1h
+upstreams:
+  backend:
+    url: {upstream_url}
+    connect_timeout: 1s
+    response_timeout: 2s
+routes:
+  - name: hospital-info
+    path: /api/hospital/info
+    methods: [GET]
+    upstream: backend
+    auth: none
+  - name: patient
+    path: /api/patients/{{patient_id}}
+    methods: [GET, PUT]
+    upstream: backend
+    resource: patient_profile
+    patient: {{ from: path, name: patient_id }}
+  - name: patient-records
+    path: /api/patients/{{patient_id}}/records
+    methods: [GET, POST]
+    upstream: backend
+    resource: medical_record
+    patient: {{ from: path, name: patient_id }}
+  - name: patient-prescriptions
+    path: /api/patients/{{patient_id}}/prescriptions
+    methods: [GET]
+    upstream: backend
+    resource: prescription
+    patient: {{ from: path, name: patient_id }}
+  - name: patient-appointments
+    path: /api/patients/{{patient_id}}/appointments
+    methods: [GET, POST]
+    upstream: backend
+    resource: appointment
+    patient: {{ from: path, name: patient_id }}
+  - name: department-records
+    path: /api/departments/{{department}}/patients/{{patient_id}}/records
+    methods: [GET, POST]
+    upstream: backend
+    resource: medical_record
+    patient: {{ from: path, name: patient_id }}
+    department: {{ from: path, name: department }}
+  - name: department-prescriptions
+    path: /api/departments/{{department}}/patients/{{patient_id}}/prescriptions
+    methods: [GET, POST]
+    upstream: backend
+    resource: prescription
+    patient: {{ from: path, name: patient_id }}
+    department: {{ from: path, name: department }}
+  - name: appointments-by-service
+    path: /api/appointments
+    methods: [GET, POST]
+    upstream: backend
+    resource: appointment
+    patient: {{ from: header, name: x-patient-id }}
+  - name: appointments-by-query
+    path: /api/appointment-search
+    methods: [GET]
+    upstream: backend
+    resource: appointment
+    patient: {{ from: query, name: patient }}
+  - name: consultation-report
+    path: /api/reports/consultations
+    methods: [GET]
+    upstream: backend
+    resource: statistics
+"#,
+        cert = pki.server.cert.display(),
+        key = pki.server.key.display(),
+        ca = pki.ca_cert.display(),
+    )
+}
+
+/// A request with a bearer token.
+pub fn with_token(method: Method, path: &str, token: &str) -> Request<ClientBody> {
+    let body_bytes = if method == Method::POST || method == Method::PUT {
+        body("{}")
+    } else {
+        no_body()
+    };
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body_bytes)
+        .unwrap()
+}
