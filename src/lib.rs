@@ -12,6 +12,7 @@
 //! - [`demo`]: the built-in demo consultation backend behind `wardgate demo`.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod identity;
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod store;
 pub mod tls;
 
 pub use server::{RunningGateway, StartError};

@@ -41,6 +41,49 @@ enum Command {
     /// Questions about the access policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The audit trail: query it, verify it, make its keys.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk every chain and checkpoint; exit 0 when intact, 1 at the first sign of tampering.
+    Verify {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+        /// Start at this sequence number (its link to the one before is not checked).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+    /// Who accessed a patient's data (or what a subject did), when, and was it allowed.
+    Query {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+        /// The patient id as the hospital knows it; its pseudonym is computed here.
+        #[arg(long, required_unless_present = "subject")]
+        patient: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        /// A date (2026-11-01), a time (RFC 3339) or a duration back from now (48h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// allow, deny, unauthenticated, unmatched, rejected or unavailable.
+        #[arg(long)]
+        decision: Option<String>,
+        /// Only break-glass accesses.
+        #[arg(long)]
+        break_glass: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: wardgate::audit::query::Format,
+    },
+    /// Make the pseudonym key and the checkpoint signing key in a folder (never overwrites).
+    Keygen {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,7 +177,108 @@ fn main() -> ExitCode {
             path,
             headers,
         }) => block_on(explain(config, token, method, path, headers)),
+        Command::Audit(AuditCommand::Verify { config, from }) => {
+            report(audit_verify(&config, from))
+        }
+        Command::Audit(AuditCommand::Query {
+            config,
+            patient,
+            subject,
+            since,
+            until,
+            decision,
+            break_glass,
+            format,
+        }) => report(audit_query(
+            &config,
+            patient,
+            subject,
+            since,
+            until,
+            decision,
+            break_glass,
+            format,
+        )),
+        Command::Audit(AuditCommand::Keygen { dir }) => report(audit_keygen(&dir)),
     }
+}
+
+/// Loads a config for an offline command; config problems exit 2.
+fn load_config(path: &std::path::Path) -> Result<config::LoadedConfig, ExitCode> {
+    config::load(path).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(2)
+    })
+}
+
+fn audit_verify(path: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
+    let loaded = match load_config(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let key = wardgate::audit::load_signing_key(&loaded.config.audit.signing_key_file)
+        .map_err(anyhow::Error::msg)?;
+    let reader = wardgate::audit::store::AuditReader::open(&loaded.config.data_dir)?;
+    let verification = wardgate::audit::verify::verify(&reader, &key.verifying_key(), from)?;
+    println!("{verification}");
+    Ok(if verification.problem.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn audit_query(
+    path: &std::path::Path,
+    patient: Option<String>,
+    subject: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    decision: Option<String>,
+    break_glass: bool,
+    format: wardgate::audit::query::Format,
+) -> anyhow::Result<ExitCode> {
+    use wardgate::audit::query;
+    let loaded = match load_config(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let key = wardgate::identity::read_secret(&loaded.config.audit.pseudonym_key_file, 32)
+        .map_err(anyhow::Error::msg)?;
+    let pseudonyms = wardgate::audit::Pseudonymizer::new(key);
+    let now = std::time::SystemTime::now();
+    let time = |text: Option<String>, what: &str| -> anyhow::Result<Option<i64>> {
+        text.map(|t| query::parse_time(&t, now).map_err(|err| anyhow::anyhow!("--{what}: {err}")))
+            .transpose()
+    };
+    let filter = wardgate::audit::store::QueryFilter {
+        patient: patient.map(|id| pseudonyms.pseudonym(&id)),
+        subject,
+        since_ms: time(since, "since")?,
+        until_ms: time(until, "until")?,
+        decision,
+        break_glass_only: break_glass,
+        limit: None,
+    };
+    let reader = wardgate::audit::store::AuditReader::open(&loaded.config.data_dir)?;
+    let records = reader.query(&filter)?;
+    print!("{}", query::render(&records, format));
+    let summary = query::summary(&records);
+    match format {
+        query::Format::Table => println!("\n{summary}"),
+        query::Format::Json | query::Format::Csv => eprintln!("{summary}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_keygen(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (pseudonym, signing) = wardgate::audit::keys::generate(dir)?;
+    println!("pseudonym key:  {}", pseudonym.display());
+    println!("signing key:    {}", signing.display());
+    println!("Keep both with the config; back them up with the data directory (a lost signing key cannot sign new checkpoints, a lost pseudonym key makes patients unsearchable).");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {

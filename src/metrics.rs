@@ -3,8 +3,8 @@
 //! metrics list mirrors this file.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds, from sub-millisecond proxying to slow uploads.
@@ -40,6 +40,12 @@ pub struct Metrics {
     /// `resource`: requests the shadow policy decided differently.
     pub authz_shadow_mismatch: IntCounterVec,
     pub websocket_sessions: IntCounter,
+    /// `decision`: audit records committed.
+    pub audit_records: IntCounterVec,
+    pub audit_write_errors: IntCounter,
+    pub audit_queue_depth: IntGauge,
+    pub audit_commit_duration: Histogram,
+    pub audit_chain_head_seq: IntGauge,
     pub build_info: IntGaugeVec,
 }
 
@@ -144,6 +150,22 @@ impl Metrics {
                 "WebSocket upgrades relayed",
             )
             .expect("valid metric"),
+            audit_records: IntCounterVec::new(
+                Opts::new("wardgate_audit_records_total", "Audit records committed, by decision"),
+                &["decision"],
+            )
+            .expect("valid metric"),
+            audit_write_errors: IntCounter::new("wardgate_audit_write_errors_total", "Failed audit store writes")
+                .expect("valid metric"),
+            audit_queue_depth: IntGauge::new("wardgate_audit_queue_depth", "Audit records waiting for the writer")
+                .expect("valid metric"),
+            audit_commit_duration: Histogram::with_opts(
+                HistogramOpts::new("wardgate_audit_commit_duration_seconds", "Time to commit one batch of audit records")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            audit_chain_head_seq: IntGauge::new("wardgate_audit_chain_head_seq", "Sequence number of the last committed audit record")
+                .expect("valid metric"),
             build_info: IntGaugeVec::new(
                 Opts::new("wardgate_build_info", "Build information"),
                 &["version"],
@@ -177,6 +199,11 @@ impl Metrics {
             Box::new(self.break_glass.clone()),
             Box::new(self.authz_shadow_mismatch.clone()),
             Box::new(self.websocket_sessions.clone()),
+            Box::new(self.audit_records.clone()),
+            Box::new(self.audit_write_errors.clone()),
+            Box::new(self.audit_queue_depth.clone()),
+            Box::new(self.audit_commit_duration.clone()),
+            Box::new(self.audit_chain_head_seq.clone()),
             Box::new(self.build_info.clone()),
         ];
         for collector in collectors {

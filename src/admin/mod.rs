@@ -58,10 +58,18 @@ async fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ProxyB
         }
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#),
         (&Method::GET, "/readyz") => {
-            if shared.ready.load(Ordering::SeqCst) {
-                json(StatusCode::OK, r#"{"status":"ready"}"#)
+            if !shared.ready.load(Ordering::SeqCst) {
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"status":"not ready","reason":"the proxy listener is not accepting"}"#,
+                )
+            } else if !shared.audit.is_healthy() {
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"status":"not ready","reason":"the audit store is unavailable"}"#,
+                )
             } else {
-                json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+                json(StatusCode::OK, r#"{"status":"ready"}"#)
             }
         }
         (&Method::GET, "/metrics") => {

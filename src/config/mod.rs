@@ -207,6 +207,14 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     resolve(&mut tls.cert);
     resolve(&mut tls.key);
     tls.client_ca.iter_mut().for_each(resolve);
+    resolve(&mut config.data_dir);
+    resolve(&mut config.audit.pseudonym_key_file);
+    resolve(&mut config.audit.signing_key_file);
+    if let Some(sink) = &mut config.audit.sink {
+        if sink.as_os_str() != "-" {
+            resolve(sink);
+        }
+    }
     config.admin.token_file.iter_mut().for_each(resolve);
     if let Some(identity) = &mut config.identity {
         identity

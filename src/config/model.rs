@@ -14,6 +14,9 @@ use super::units::{ByteSize, HumanDuration, Method};
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where wardgate keeps its state (the audit store, later keys and erasure history).
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
     pub server: ServerConfig,
     #[serde(default)]
     pub admin: AdminConfig,
@@ -33,6 +36,7 @@ pub struct Config {
     pub break_glass: BreakGlassConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
+    pub audit: AuditConfig,
 }
 
 impl Config {
@@ -82,6 +86,47 @@ impl Config {
         }
         files
     }
+}
+
+/// The audit trail.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Key (at least 32 bytes) for the patient pseudonyms in records.
+    pub pseudonym_key_file: PathBuf,
+    /// Ed25519 private key (PKCS#8 PEM) that signs checkpoints.
+    pub signing_key_file: PathBuf,
+    /// This instance's chain name; by default one made on first start and kept in the store.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// A checkpoint is signed after this many records...
+    #[serde(default = "defaults::checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// ...or this much time, whichever comes first.
+    #[serde(default = "defaults::checkpoint_interval")]
+    pub checkpoint_interval: HumanDuration,
+    /// Records waiting for the writer at most; past it requests wait (back-pressure).
+    #[serde(default = "defaults::audit_queue")]
+    pub queue_capacity: usize,
+    /// Records committed in one transaction at most.
+    #[serde(default = "defaults::audit_batch")]
+    pub batch_max: usize,
+    /// Records are kept at least this long (180 days at the least).
+    #[serde(default = "defaults::retention")]
+    pub retention: HumanDuration,
+    /// Also write each committed record as a JSON line to this file (`-`: standard output).
+    #[serde(default)]
+    pub sink: Option<PathBuf>,
+}
+
+/// When a route's response may be released relative to its audit record.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// After the record is committed.
+    Durable,
+    /// Once the record is queued.
+    Buffered,
 }
 
 /// Reloading on file changes (SIGHUP and `POST /admin/reload` always work).
@@ -343,6 +388,9 @@ pub struct RouteConfig {
     /// Where the request names the patient's department.
     #[serde(default)]
     pub department: Option<ValueSource>,
+    /// `durable` (the default for routes that name a resource or a patient) or `buffered`.
+    #[serde(default)]
+    pub audit: Option<Durability>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -570,5 +618,23 @@ mod defaults {
     }
     pub fn max_token_size() -> ByteSize {
         ByteSize(8 * 1024)
+    }
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("/var/lib/wardgate")
+    }
+    pub fn checkpoint_every() -> u64 {
+        1000
+    }
+    pub fn checkpoint_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(60))
+    }
+    pub fn audit_queue() -> usize {
+        10_000
+    }
+    pub fn audit_batch() -> usize {
+        512
+    }
+    pub fn retention() -> HumanDuration {
+        HumanDuration(Duration::from_secs(180 * 86_400))
     }
 }

@@ -17,6 +17,7 @@ pub fn validate(config: &Config) -> Vec<Invalid> {
     }
     check_routes(config, &mut problems);
     check_access_control(config, &mut problems);
+    check_audit(config, &mut problems);
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Invalid::new(
             "log.level",
@@ -247,6 +248,40 @@ fn check_access_control(config: &Config, problems: &mut Vec<Invalid>) {
         }
     }
 }
+
+fn check_audit(config: &Config, problems: &mut Vec<Invalid>) {
+    let audit = &config.audit;
+    if audit.retention.0 < MIN_RETENTION {
+        problems.push(Invalid::new(
+            "audit.retention",
+            "records are kept at least 180d, so every six-monthly review can see them",
+        ));
+    }
+    for (key, value) in [
+        ("audit.checkpoint_every", audit.checkpoint_every as usize),
+        ("audit.queue_capacity", audit.queue_capacity),
+        ("audit.batch_max", audit.batch_max),
+    ] {
+        if value == 0 {
+            problems.push(Invalid::new(key, "must be at least 1"));
+        }
+    }
+    if let Some(id) = &audit.instance_id {
+        if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || id.is_empty()
+        {
+            problems.push(Invalid::new(
+                "audit.instance_id",
+                "letters, digits, '-', '_' or '.'",
+            ));
+        }
+    }
+}
+
+/// 180 days: the rules ask for permission reviews every six months, which read the trail.
+const MIN_RETENTION: std::time::Duration = std::time::Duration::from_secs(180 * 86_400);
 
 fn check_cors(key: &str, cors: &CorsConfig, problems: &mut Vec<Invalid>) {
     if cors.allowed_origins.is_empty() {

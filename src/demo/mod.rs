@@ -89,6 +89,7 @@ impl Demo {
             uuid::Uuid::new_v4().simple()
         );
         write("upstream-signing.key", &signing_key)?;
+        crate::audit::keys::generate(dir.path())?;
 
         let backend = DemoBackend::start(options.backend)
             .await

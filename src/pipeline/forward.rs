@@ -23,7 +23,7 @@ pub async fn to_upstream(
     gateway: &Shared,
     runtime: &Runtime,
     conn: &ConnInfo,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     route: &Route,
     path: &str,
     request: Request<Incoming>,
@@ -93,6 +93,7 @@ pub async fn to_upstream(
         .with_label_values(&[upstream.name.as_str()])
         .observe(started.elapsed().as_secs_f64());
     let mut response = result.map_err(|err| upstream_failed(gateway, ctx, &upstream.name, err))?;
+    ctx.upstream_status = Some(response.status().as_u16());
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = response.extensions_mut().remove::<OnUpgrade>();

@@ -1,11 +1,13 @@
 //! The request path. This file is the one place where the stages' order lives; each stage is
 //! a file of its own with one job, and either passes the request on or ends it with a
-//! [`Rejection`]. Whatever happens, `finish` runs for every request: security headers, the
-//! request id, CORS response headers, metrics and the access log line.
+//! [`Rejection`]. Whatever happens, the audit stage and `finish` run for every request: one
+//! audit record, then security headers, the request id, CORS response headers, metrics and
+//! the access log line.
 //!
-//! Stages still to come (limit, protect, reveal, audit) slot in at the numbered places of
+//! Stages still to come (limit, protect, reveal) slot in at the numbered places of
 //! `../shared/DESIGN.md` as they are built.
 
+mod audit;
 pub mod authorize;
 mod cors;
 mod forward;
@@ -16,7 +18,7 @@ mod route;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
@@ -27,6 +29,7 @@ pub use normalize::{canonical_path, check_canonical, PathError};
 pub use rejection::{error_response, Rejection};
 pub use route::{Matched, Route, RouteTable};
 
+use crate::config::Durability;
 use crate::identity::Principal;
 use crate::policy::Decision;
 use crate::proxy::body::ProxyBody;
@@ -56,6 +59,12 @@ pub struct RequestCtx {
     pub decision: Option<Decision>,
     /// The reason of the break-glass grant the request used.
     pub break_glass_reason: Option<String>,
+    /// When the request arrived (wall clock, for the audit record).
+    pub received_at: SystemTime,
+    /// What became of the request: allow, deny, unauthenticated, unmatched, rejected,
+    /// unavailable.
+    pub outcome: &'static str,
+    pub upstream_status: Option<u16>,
 }
 
 /// Runs one request through the stages and always returns a response.
@@ -80,12 +89,16 @@ pub async fn handle(
         patient: None,
         decision: None,
         break_glass_reason: None,
+        received_at: SystemTime::now(),
+        outcome: "allow",
+        upstream_status: None,
     };
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let mut response = match stages(gateway, &runtime, conn, &mut ctx, request).await {
+    let response = match stages(gateway, &runtime, conn, &mut ctx, request).await {
         Ok(response) => response,
         Err(rejection) => {
             ctx.rejected = Some(rejection.kind());
+            ctx.outcome = rejection.outcome();
             if let Rejection::BadPath(reason) = &rejection {
                 gateway
                     .metrics
@@ -96,6 +109,9 @@ pub async fn handle(
             rejection.into_response(&ctx.request_id)
         }
     };
+    // 9 audit: last, because the record carries the outcome; on durable routes the response
+    //   is released only once its record is committed.
+    let mut response = audit::seal(gateway, &ctx, response).await;
     finish(gateway, &runtime, &ctx, origin.as_ref(), &mut response);
     response
 }
@@ -144,6 +160,11 @@ async fn stages(
         request.uri().query(),
         request.headers(),
     )?;
+
+    // A durable route is not forwarded while its audit record could not be committed.
+    if route.durability == Durability::Durable && !gateway.audit.is_healthy() {
+        return Err(Rejection::AuditUnavailable);
+    }
 
     // 7 forward: headers that clients could spoof are replaced on the way out, and the
     //   verified identity is sent along, signed.

@@ -29,6 +29,8 @@ pub enum Rejection {
     Forbidden,
     #[error("a break-glass reason must be at least {min} characters")]
     BreakGlassReason { min: usize },
+    #[error("the audit trail is unavailable; try again shortly")]
+    AuditUnavailable,
     #[error("the request does not name the {what} ({} {name})", from_name(*.from))]
     MissingScope {
         what: &'static str,
@@ -72,6 +74,24 @@ impl Rejection {
             Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden | Rejection::BreakGlassReason { .. } => StatusCode::FORBIDDEN,
             Rejection::MissingScope { .. } => StatusCode::BAD_REQUEST,
+            Rejection::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The audit record's decision for a request this ended.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Rejection::BadPath(_)
+            | Rejection::BodyTooLarge { .. }
+            | Rejection::MissingScope { .. } => "rejected",
+            Rejection::NoRoute | Rejection::MethodNotAllowed { .. } => "unmatched",
+            Rejection::CorsDenied | Rejection::Forbidden | Rejection::BreakGlassReason { .. } => {
+                "deny"
+            }
+            Rejection::Unauthenticated(_) => "unauthenticated",
+            // Authorized, then the upstream failed: the status tells.
+            Rejection::Upstream(_) => "allow",
+            Rejection::AuditUnavailable => "unavailable",
         }
     }
 
@@ -88,6 +108,7 @@ impl Rejection {
             Rejection::Forbidden => "forbidden",
             Rejection::BreakGlassReason { .. } => "break_glass_reason",
             Rejection::MissingScope { .. } => "missing_scope",
+            Rejection::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -107,7 +128,8 @@ impl Rejection {
             | Rejection::Unauthenticated(_)
             | Rejection::Forbidden
             | Rejection::BreakGlassReason { .. }
-            | Rejection::MissingScope { .. } => self.to_string(),
+            | Rejection::MissingScope { .. }
+            | Rejection::AuditUnavailable => self.to_string(),
         }
     }
 

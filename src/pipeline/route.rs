@@ -8,7 +8,7 @@ use http::{HeaderValue, Method};
 
 use super::cors::Cors;
 use super::Rejection;
-use crate::config::{AuthMode, Config, Invalid, ValueSource};
+use crate::config::{AuthMode, Config, Durability, Invalid, ValueSource};
 use crate::policy::Question;
 use crate::proxy::upstream::{Upstream, Upstreams};
 
@@ -27,6 +27,7 @@ pub struct Route {
     pub action: Option<String>,
     pub patient: Option<ValueSource>,
     pub department: Option<ValueSource>,
+    pub durability: Durability,
 }
 
 impl Route {
@@ -134,6 +135,14 @@ impl RouteTable {
                 action: route.action.clone(),
                 patient: route.patient.clone(),
                 department: route.department.clone(),
+                // Routes that touch patient data wait for their audit record by default.
+                durability: route.audit.unwrap_or(
+                    if route.resource.is_some() || route.patient.is_some() {
+                        Durability::Durable
+                    } else {
+                        Durability::Buffered
+                    },
+                ),
             }));
         }
         let mut router = matchit::Router::new();

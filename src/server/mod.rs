@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::Audit;
 use crate::config::{self, ConfigErrors, Limits, LoadedConfig};
 use crate::metrics::Metrics;
 use crate::policy::BreakGlassGrants;
@@ -33,7 +34,9 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// The current TLS config; each new connection takes the latest.
     pub tls: ArcSwap<rustls::ServerConfig>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The audit trail: its writer and chain outlive config reloads.
+    pub audit: Audit,
     /// True while the proxy listener accepts connections.
     pub ready: AtomicBool,
     /// Connection and relay tasks, awaited on shutdown.
@@ -76,6 +79,7 @@ impl Shared {
         if let Some(expiry) = prepared.tls.cert_not_after {
             self.metrics.tls_cert_expiry.set(expiry);
         }
+        self.audit.reopen_sink();
         self.metrics.config_reloads.inc();
         tracing::info!(config = %self.config_path.display(), "config, policies and certificates reloaded");
         Ok(())
@@ -162,14 +166,22 @@ impl RunningGateway {
         let proxy_addr = local_addr(&proxy_listener, "proxy", config.server.listen)?;
         let admin_addr = local_addr(&admin_listener, "admin", config.admin.listen)?;
 
-        let metrics = Metrics::new();
+        let metrics = Arc::new(Metrics::new());
         if let Some(expiry) = prepared.tls.cert_not_after {
             metrics.tls_cert_expiry.set(expiry);
         }
+        let audit = Audit::start(&config.data_dir, &config.audit, metrics.clone())
+            .map_err(|problems| loaded.locate(problems))?;
+        spawn_pruning(
+            config.data_dir.clone(),
+            audit.instance.clone(),
+            config.audit.retention.0,
+        );
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(prepared.runtime),
             tls: ArcSwap::new(prepared.tls.config),
             metrics,
+            audit,
             ready: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             graceful: CancellationToken::new(),
@@ -221,6 +233,15 @@ impl RunningGateway {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.tasks.wait()).await;
         }
         self.shared.force_close.cancel();
+        if self
+            .shared
+            .audit
+            .flush(Duration::from_secs(5))
+            .await
+            .is_err()
+        {
+            tracing::error!("audit records still queued at exit could not be committed");
+        }
         tracing::info!("stopped");
     }
 
@@ -264,6 +285,34 @@ async fn watch_files(shared: std::sync::Weak<Shared>, every: Duration) {
             seen = stamps(&files);
         }
     }
+}
+
+/// Removes audit records past their retention, hourly, keeping the chain verifiable (pruning
+/// stops at a signed checkpoint).
+fn spawn_pruning(data_dir: PathBuf, instance: String, retention: Duration) {
+    tokio::spawn(async move {
+        loop {
+            let (dir, id) = (data_dir.clone(), instance.clone());
+            let pruned = tokio::task::spawn_blocking(move || {
+                let cutoff = std::time::SystemTime::now()
+                    .checked_sub(retention)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                crate::audit::store::SqliteAuditStore::open(&dir)
+                    .and_then(|mut store| store.prune(&id, cutoff))
+            })
+            .await;
+            match pruned {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => {
+                    tracing::info!(removed, "audit records past their retention pruned")
+                }
+                Ok(Err(err)) => tracing::warn!("audit pruning failed: {err}"),
+                Err(_) => return,
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
 }
 
 fn local_addr(

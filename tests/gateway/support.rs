@@ -47,6 +47,7 @@ impl Pki {
         let server = ca
             .issue_server(dir.path(), "server", &["localhost", "127.0.0.1"])
             .unwrap();
+        wardgate::audit::keys::generate(dir.path()).unwrap();
         Pki {
             dir,
             ca,
@@ -57,6 +58,14 @@ impl Pki {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// The config lines for the data directory and the audit trail, with this test's keys.
+    pub fn audit_section(&self) -> String {
+        let dir = self.dir.path().display();
+        format!(
+            "data_dir: {dir}/data\naudit:\n  pseudonym_key_file: {dir}/audit-pseudonym.key\n  signing_key_file: {dir}/audit-signing.pem\n  checkpoint_every: 50\n  checkpoint_interval: 1s\n"
+        )
     }
 }
 
@@ -213,6 +222,7 @@ pub async fn closed_port() -> SocketAddr {
 pub fn standard_config(pki: &Pki, upstream_url: &str) -> String {
     format!(
         r#"
+{audit}
 server:
   listen: 127.0.0.1:0
   tls:
@@ -272,6 +282,7 @@ routes:
       exposed_headers: [x-request-id]
       allow_credentials: true
 "#,
+        audit = pki.audit_section(),
         cert = pki.server.cert.display(),
         key = pki.server.key.display(),
     )
@@ -561,6 +572,7 @@ pub fn authz_config(pki: &Pki, upstream_url: &str) -> String {
     let dir = pki.dir.path().display();
     format!(
         r#"
+{audit}
 server:
   listen: 127.0.0.1:0
   tls:
@@ -662,6 +674,7 @@ routes:
     upstream: backend
     resource: statistics
 "#,
+        audit = pki.audit_section(),
         cert = pki.server.cert.display(),
         key = pki.server.key.display(),
         ca = pki.ca_cert.display(),

@@ -1,0 +1,64 @@
+//! The audit record: one per request, whatever ended it. It names the patient only by a keyed
+//! pseudonym and fields only by name; it never holds a token, a field value or a raw path (the
+//! route's template says what was reached). `body` is the record's canonical JSON (fields in
+//! declaration order, without `hash`); `hash` is SHA-256 over it, and `prev_hash` chains it
+//! to the record before.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev_hash` of an instance's first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    pub seq: u64,
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    /// Milliseconds since the Unix epoch (the same instant as `time`, for range queries).
+    pub time_ms: i64,
+    pub request_id: String,
+    pub instance: String,
+    pub subject: Option<String>,
+    pub roles: Vec<String>,
+    pub auth_method: Option<String>,
+    pub client: String,
+    pub method: String,
+    pub route: Option<String>,
+    pub template: Option<String>,
+    /// HMAC pseudonym of the patient id; never the id itself.
+    pub patient: Option<String>,
+    pub resource: Option<String>,
+    pub action: Option<String>,
+    /// allow, deny, unauthenticated, unmatched, rejected, unavailable.
+    pub decision: String,
+    /// The policy rule that decided, or why nothing did.
+    pub rule: Option<String>,
+    /// The specific reason a request was refused (authentication failure, path rejection...).
+    pub reason: Option<String>,
+    pub break_glass: Option<String>,
+    /// Names of fields revealed to the caller, never their values.
+    pub fields_revealed: Vec<String>,
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub latency_ms: f64,
+    /// Integrity and delivery notes, such as `audit_unavailable`.
+    pub flags: Vec<String>,
+    pub prev_hash: String,
+}
+
+impl AuditRecord {
+    /// The canonical encoding the hash covers.
+    pub fn canonical(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn hash_of(body: &str) -> String {
+        hex(&Sha256::digest(body.as_bytes()))
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

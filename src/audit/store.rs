@@ -1,0 +1,325 @@
+//! Where audit records live. [`AuditStore`] is what the writer needs (the chain head, an
+//! atomic append of a batch with its checkpoint, a health probe); [`SqliteAuditStore`] is the
+//! embedded implementation, a PostgreSQL one can implement the same trait. Reads for `audit
+//! query` and `audit verify` go through [`AuditReader`], on a read-only connection that works
+//! beside a running gateway.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::checkpoint::Checkpoint;
+use super::record::AuditRecord;
+use crate::store::{self, StoreError};
+
+pub const AUDIT_DB: &str = "audit.db";
+
+/// A record ready to be stored: its canonical body and hash.
+pub struct SealedRecord {
+    pub record: AuditRecord,
+    pub body: String,
+    pub hash: String,
+}
+
+pub trait AuditStore: Send {
+    /// The last sequence number and hash of an instance's chain.
+    fn head(&self, instance: &str) -> Result<Option<(u64, String)>, StoreError>;
+    /// Appends a batch, and a checkpoint if one is due, in one transaction.
+    fn append(
+        &mut self,
+        batch: &[SealedRecord],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StoreError>;
+    /// Fails when the store cannot take writes.
+    fn probe(&self) -> Result<(), StoreError>;
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_records (
+    instance    TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    time_ms     INTEGER NOT NULL,
+    subject     TEXT,
+    patient     TEXT,
+    decision    TEXT    NOT NULL,
+    break_glass INTEGER NOT NULL,
+    body        TEXT    NOT NULL,
+    hash        TEXT    NOT NULL,
+    PRIMARY KEY (instance, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_by_patient  ON audit_records (patient, time_ms);
+CREATE INDEX IF NOT EXISTS audit_by_subject  ON audit_records (subject, time_ms);
+CREATE INDEX IF NOT EXISTS audit_by_time     ON audit_records (time_ms);
+CREATE INDEX IF NOT EXISTS audit_by_decision ON audit_records (decision, time_ms);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    instance  TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    hash      TEXT    NOT NULL,
+    time      TEXT    NOT NULL,
+    signature TEXT    NOT NULL,
+    PRIMARY KEY (instance, seq)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+pub struct SqliteAuditStore {
+    connection: Connection,
+    data_dir: PathBuf,
+}
+
+impl SqliteAuditStore {
+    pub fn open(data_dir: &Path) -> Result<SqliteAuditStore, StoreError> {
+        let connection = store::open(data_dir, AUDIT_DB)?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(SqliteAuditStore {
+            connection,
+            data_dir: data_dir.to_owned(),
+        })
+    }
+
+    /// The instance id kept in the store (made once, on first start), unless configured.
+    pub fn instance_id(&self) -> Result<String, StoreError> {
+        let existing: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'instance_id'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let id = format!("wg-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        self.connection.execute(
+            "INSERT INTO meta (key, value) VALUES ('instance_id', ?1)",
+            params![id],
+        )?;
+        Ok(id)
+    }
+
+    /// Deletes records older than `cutoff_ms`, but only up to the newest checkpoint at or
+    /// before them, whose signature then anchors the first record kept. Returns how many
+    /// records were removed.
+    pub fn prune(&mut self, instance: &str, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let transaction = self.connection.transaction()?;
+        let last_old: Option<u64> = transaction
+            .query_row(
+                "SELECT MAX(seq) FROM audit_records WHERE instance = ?1 AND time_ms < ?2",
+                params![instance, cutoff_ms],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(last_old) = last_old else {
+            return Ok(0);
+        };
+        let anchor: Option<u64> = transaction
+            .query_row(
+                "SELECT MAX(seq) FROM audit_checkpoints WHERE instance = ?1 AND seq <= ?2",
+                params![instance, last_old],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(anchor) = anchor else { return Ok(0) };
+        let removed = transaction.execute(
+            "DELETE FROM audit_records WHERE instance = ?1 AND seq <= ?2",
+            params![instance, anchor],
+        )?;
+        transaction.execute(
+            "DELETE FROM audit_checkpoints WHERE instance = ?1 AND seq < ?2",
+            params![instance, anchor],
+        )?;
+        transaction.commit()?;
+        Ok(removed)
+    }
+}
+
+impl AuditStore for SqliteAuditStore {
+    fn head(&self, instance: &str) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT seq, hash FROM audit_records WHERE instance = ?1 ORDER BY seq DESC LIMIT 1",
+                params![instance],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn append(
+        &mut self,
+        batch: &[SealedRecord],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction()?;
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO audit_records (instance, seq, time_ms, subject, patient, decision, break_glass, body, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for sealed in batch {
+                let r = &sealed.record;
+                insert.execute(params![
+                    r.instance,
+                    r.seq,
+                    r.time_ms,
+                    r.subject,
+                    r.patient,
+                    r.decision,
+                    r.break_glass.is_some(),
+                    sealed.body,
+                    sealed.hash
+                ])?;
+            }
+            if let Some(c) = checkpoint {
+                transaction.execute(
+                    "INSERT INTO audit_checkpoints (instance, seq, hash, time, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![c.instance, c.seq, c.hash, c.time, c.signature],
+                )?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        store::check_writable(&self.data_dir, AUDIT_DB)
+    }
+}
+
+/// A stored row as read back, for verification.
+pub struct StoredRow {
+    pub instance: String,
+    pub seq: u64,
+    pub time_ms: i64,
+    pub subject: Option<String>,
+    pub patient: Option<String>,
+    pub decision: String,
+    pub break_glass: bool,
+    pub body: String,
+    pub hash: String,
+}
+
+/// What `audit query` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct QueryFilter {
+    pub patient: Option<String>,
+    pub subject: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub decision: Option<String>,
+    pub break_glass_only: bool,
+    pub limit: Option<usize>,
+}
+
+pub struct AuditReader {
+    connection: Connection,
+}
+
+impl AuditReader {
+    pub fn open(data_dir: &Path) -> Result<AuditReader, StoreError> {
+        Ok(AuditReader {
+            connection: store::open_read_only(data_dir, AUDIT_DB)?,
+        })
+    }
+
+    pub fn instances(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT instance FROM audit_records UNION SELECT instance FROM audit_checkpoints ORDER BY 1",
+        )?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Rows of an instance from `from_seq` on, in the order the store holds them.
+    pub fn rows(
+        &self,
+        instance: &str,
+        from_seq: u64,
+        mut each: impl FnMut(StoredRow) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT instance, seq, time_ms, subject, patient, decision, break_glass, body, hash
+             FROM audit_records WHERE instance = ?1 AND seq >= ?2 ORDER BY seq",
+        )?;
+        let mut rows = statement.query(params![instance, from_seq])?;
+        while let Some(row) = rows.next()? {
+            let stored = StoredRow {
+                instance: row.get(0)?,
+                seq: row.get(1)?,
+                time_ms: row.get(2)?,
+                subject: row.get(3)?,
+                patient: row.get(4)?,
+                decision: row.get(5)?,
+                break_glass: row.get(6)?,
+                body: row.get(7)?,
+                hash: row.get(8)?,
+            };
+            if !each(stored) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT instance, seq, hash, time, signature FROM audit_checkpoints WHERE instance = ?1 ORDER BY seq",
+        )?;
+        let rows = statement.query_map(params![instance], |row| {
+            Ok(Checkpoint {
+                instance: row.get(0)?,
+                seq: row.get(1)?,
+                hash: row.get(2)?,
+                time: row.get(3)?,
+                signature: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records matching the filter, oldest first (as stored; query does not verify).
+    pub fn query(&self, filter: &QueryFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut sql = String::from("SELECT body FROM audit_records WHERE 1 = 1");
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut add = |clause: &str, value: rusqlite::types::Value| {
+            values.push(value);
+            sql.push_str(&format!(" AND {clause} ?{}", values.len()));
+        };
+        if let Some(patient) = &filter.patient {
+            add("patient =", patient.clone().into());
+        }
+        if let Some(subject) = &filter.subject {
+            add("subject =", subject.clone().into());
+        }
+        if let Some(since) = filter.since_ms {
+            add("time_ms >=", since.into());
+        }
+        if let Some(until) = filter.until_ms {
+            add("time_ms <", until.into());
+        }
+        if let Some(decision) = &filter.decision {
+            add("decision =", decision.clone().into());
+        }
+        if filter.break_glass_only {
+            sql.push_str(" AND break_glass = 1");
+        }
+        sql.push_str(" ORDER BY time_ms, instance, seq");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut statement = self.connection.prepare(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
+            row.get::<_, String>(0)
+        })?;
+        let mut records = Vec::new();
+        for body in rows {
+            if let Ok(record) = serde_json::from_str::<AuditRecord>(&body?) {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+}

@@ -1,0 +1,77 @@
+//! Persistence shared by the audit trail (and, later, keys, erasure and review history): an
+//! embedded SQLite database in the data directory, opened in WAL mode with full fsync on
+//! commit, so that "committed" means on disk.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store {path} is read-only; wardgate will not write through a read-only flag")]
+    ReadOnly { path: PathBuf },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// Opens (creating when needed) a database file in `data_dir`.
+pub fn open(data_dir: &Path, file: &str) -> Result<Connection, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let path = data_dir.join(file);
+    let connection = Connection::open(&path).map_err(|source| StoreError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|source| StoreError::Open { path, source })?;
+    Ok(connection)
+}
+
+/// Opens a database for reading only (the CLI's queries), without creating it.
+pub fn open_read_only(data_dir: &Path, file: &str) -> Result<Connection, StoreError> {
+    let path = data_dir.join(file);
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection =
+        Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+    connection
+        .execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(|source| StoreError::Open { path, source })?;
+    Ok(connection)
+}
+
+/// Fails when the database file has lost its write permission (an operator's `chmod a-w`, a
+/// read-only remount): the store is then treated as unavailable, even for root.
+pub fn check_writable(data_dir: &Path, file: &str) -> Result<(), StoreError> {
+    let path = data_dir.join(file);
+    let metadata = std::fs::metadata(&path).map_err(|err| StoreError::Open {
+        path: path.clone(),
+        source: rusqlite::Error::InvalidPath(PathBuf::from(err.to_string())),
+    })?;
+    if metadata.permissions().readonly() {
+        return Err(StoreError::ReadOnly { path });
+    }
+    Ok(())
+}
