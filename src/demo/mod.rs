@@ -65,6 +65,8 @@ pub struct Demo {
     pub backend: DemoBackend,
     pub dir: tempfile::TempDir,
     pub ca_cert: PathBuf,
+    /// The `wardgate` binary the printed commands call (this one, by default).
+    pub wardgate: PathBuf,
 }
 
 impl Demo {
@@ -102,11 +104,13 @@ impl Demo {
         std::fs::write(&config_path, text).context("cannot write the demo config")?;
         let loaded = config::load(&config_path)?;
         let gateway = RunningGateway::start(loaded).await?;
+        let wardgate = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("wardgate"));
         Ok(Demo {
             gateway,
             backend,
             dir,
             ca_cert,
+            wardgate,
         })
     }
 
@@ -167,6 +171,8 @@ impl Demo {
         let ca = shell_quote(&self.ca_cert);
         let base = format!("https://localhost:{}", self.gateway.proxy_addr.port());
         let admin = format!("http://{}", self.gateway.admin_addr);
+        let wardgate = shell_quote(&self.wardgate);
+        let config = shell_quote(&self.dir.path().join("demo.yaml"));
         let get = |token: &str, path: &str| {
             format!("curl --cacert {ca} -H \"authorization: Bearer ${token}_TOKEN\" {base}{path}")
         };
@@ -219,6 +225,16 @@ impl Demo {
                 "what the metrics counted",
                 format!("curl -s {admin}/metrics | grep -E '^wardgate_(authz_decisions|break_glass)_total'"),
                 "wardgate_break_glass_total{role=\"doctor\"} 1",
+            ),
+            example(
+                "compliance: who accessed patient p-1002's data, and was it allowed?",
+                format!("{wardgate} audit query --config {config} --patient p-1002"),
+                "1 break-glass uses",
+            ),
+            example(
+                "compliance: is the audit trail intact?",
+                format!("{wardgate} audit verify --config {config}"),
+                "ok: instance",
             ),
         ]
     }

@@ -21,11 +21,17 @@ fn records(pki: &Pki) -> Vec<AuditRecord> {
 }
 
 fn by_request_id(records: &[AuditRecord], id: &str) -> Vec<AuditRecord> {
-    records.iter().filter(|r| r.request_id == id).cloned().collect()
+    records
+        .iter()
+        .filter(|r| r.request_id == id)
+        .cloned()
+        .collect()
 }
 
 fn with_id(mut request: Request<ClientBody>, id: &str) -> Request<ClientBody> {
-    request.headers_mut().insert("x-request-id", id.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-request-id", id.parse().unwrap());
     request
 }
 
@@ -37,8 +43,17 @@ fn patient_token() -> String {
 
 /// Runs a `wardgate` command; returns exit code and stdout.
 fn wardgate(args: &[&str], config: &Path) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_wardgate")).args(args).arg("--config").arg(config).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.code().unwrap_or(-1), text)
 }
 
@@ -64,23 +79,74 @@ async fn every_kind_of_request_leaves_exactly_one_record() {
         token("ed-1", &c)
     };
     let cases: Vec<(&str, Request<ClientBody>, StatusCode)> = vec![
-        ("allowed", with_token(Method::GET, "/api/patients/p-1/records", &patient), StatusCode::OK),
-        ("denied", with_token(Method::GET, "/api/patients/p-2/records", &patient), StatusCode::FORBIDDEN),
-        ("unauthenticated", Request::get("/api/patients/p-1/records").body(no_body()).unwrap(), StatusCode::UNAUTHORIZED),
-        ("expired", with_token(Method::GET, "/api/patients/p-1/records", &token("ed-1", &{
-            let mut c = claims("patient-li", &["patient"]);
-            c["exp"] = 1_000_000.into();
-            c
-        })), StatusCode::UNAUTHORIZED),
-        ("unmatched", Request::get("/internal/secrets").body(no_body()).unwrap(), StatusCode::NOT_FOUND),
-        ("path rejected", Request::get("/api/patients/%2e%2e/p-1").body(no_body()).unwrap(), StatusCode::BAD_REQUEST),
-        ("upstream failed", with_token(Method::GET, "/api/broken/p-1", &patient), StatusCode::BAD_GATEWAY),
-        ("break-glass", {
-            let mut r = with_token(Method::GET, "/api/departments/dermatology/patients/p-2/records", &doctor);
-            r.headers_mut().insert("x-break-glass", "cardiac arrest, need history now".parse().unwrap());
-            r
-        }, StatusCode::OK),
-        ("public", Request::get("/api/hospital/info").body(no_body()).unwrap(), StatusCode::OK),
+        (
+            "allowed",
+            with_token(Method::GET, "/api/patients/p-1/records", &patient),
+            StatusCode::OK,
+        ),
+        (
+            "denied",
+            with_token(Method::GET, "/api/patients/p-2/records", &patient),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "unauthenticated",
+            Request::get("/api/patients/p-1/records")
+                .body(no_body())
+                .unwrap(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "expired",
+            with_token(
+                Method::GET,
+                "/api/patients/p-1/records",
+                &token("ed-1", &{
+                    let mut c = claims("patient-li", &["patient"]);
+                    c["exp"] = 1_000_000.into();
+                    c
+                }),
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unmatched",
+            Request::get("/internal/secrets").body(no_body()).unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "path rejected",
+            Request::get("/api/patients/%2e%2e/p-1")
+                .body(no_body())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "upstream failed",
+            with_token(Method::GET, "/api/broken/p-1", &patient),
+            StatusCode::BAD_GATEWAY,
+        ),
+        (
+            "break-glass",
+            {
+                let mut r = with_token(
+                    Method::GET,
+                    "/api/departments/dermatology/patients/p-2/records",
+                    &doctor,
+                );
+                r.headers_mut().insert(
+                    "x-break-glass",
+                    "cardiac arrest, need history now".parse().unwrap(),
+                );
+                r
+            },
+            StatusCode::OK,
+        ),
+        (
+            "public",
+            Request::get("/api/hospital/info").body(no_body()).unwrap(),
+            StatusCode::OK,
+        ),
     ];
     for (i, (what, request, status)) in cases.into_iter().enumerate() {
         let reply = client.fetch(with_id(request, &format!("case-{i}"))).await;
@@ -99,10 +165,16 @@ async fn every_kind_of_request_leaves_exactly_one_record() {
     assert_eq!(allowed.subject.as_deref(), Some("patient-li"));
     assert_eq!(allowed.roles, ["patient"]);
     assert_eq!(allowed.route.as_deref(), Some("patient-records"));
-    assert_eq!(allowed.template.as_deref(), Some("/api/patients/{patient_id}/records"));
+    assert_eq!(
+        allowed.template.as_deref(),
+        Some("/api/patients/{patient_id}/records")
+    );
     assert_eq!(allowed.resource.as_deref(), Some("medical_record"));
     assert_eq!(allowed.action.as_deref(), Some("read"));
-    assert_eq!(allowed.rule.as_deref(), Some("p, patient, self, medical_record, read"));
+    assert_eq!(
+        allowed.rule.as_deref(),
+        Some("p, patient, self, medical_record, read")
+    );
     assert_eq!(allowed.upstream_status, Some(200));
     assert_eq!(allowed.client, "127.0.0.1");
     let pseudonym = allowed.patient.clone().unwrap();
@@ -111,24 +183,64 @@ async fn every_kind_of_request_leaves_exactly_one_record() {
     let denied = one(1);
     assert_eq!((denied.decision.as_str(), denied.status), ("deny", 403));
     assert_eq!(denied.rule.as_deref(), Some("default deny"));
-    assert_ne!(denied.patient, allowed.patient, "another patient, another pseudonym");
+    assert_ne!(
+        denied.patient, allowed.patient,
+        "another patient, another pseudonym"
+    );
     assert_eq!(denied.upstream_status, None);
 
     let missing = one(2);
-    assert_eq!((missing.decision.as_str(), missing.status, missing.reason.as_deref()), ("unauthenticated", 401, Some("missing")));
+    assert_eq!(
+        (
+            missing.decision.as_str(),
+            missing.status,
+            missing.reason.as_deref()
+        ),
+        ("unauthenticated", 401, Some("missing"))
+    );
     let expired = one(3);
-    assert_eq!(expired.reason.as_deref(), Some("expired"), "the specific reason is in the trail");
+    assert_eq!(
+        expired.reason.as_deref(),
+        Some("expired"),
+        "the specific reason is in the trail"
+    );
     let unmatched = one(4);
-    assert_eq!((unmatched.decision.as_str(), unmatched.status, unmatched.route.clone()), ("unmatched", 404, None));
+    assert_eq!(
+        (
+            unmatched.decision.as_str(),
+            unmatched.status,
+            unmatched.route.clone()
+        ),
+        ("unmatched", 404, None)
+    );
     let rejected = one(5);
-    assert_eq!((rejected.decision.as_str(), rejected.reason.as_deref()), ("rejected", Some("encoded_dot_segment")));
+    assert_eq!(
+        (rejected.decision.as_str(), rejected.reason.as_deref()),
+        ("rejected", Some("encoded_dot_segment"))
+    );
     let failed = one(6);
-    assert_eq!((failed.decision.as_str(), failed.status, failed.reason.as_deref()), ("allow", 502, Some("connect")));
+    assert_eq!(
+        (
+            failed.decision.as_str(),
+            failed.status,
+            failed.reason.as_deref()
+        ),
+        ("allow", 502, Some("connect"))
+    );
     let emergency = one(7);
-    assert_eq!(emergency.break_glass.as_deref(), Some("cardiac arrest, need history now"));
-    assert_eq!(emergency.rule.as_deref(), Some("p, clinician, break_glass, medical_record, read"));
+    assert_eq!(
+        emergency.break_glass.as_deref(),
+        Some("cardiac arrest, need history now")
+    );
+    assert_eq!(
+        emergency.rule.as_deref(),
+        Some("p, clinician, break_glass, medical_record, read")
+    );
     let public = one(8);
-    assert_eq!((public.decision.as_str(), public.rule.as_deref()), ("allow", Some("auth: none")));
+    assert_eq!(
+        (public.decision.as_str(), public.rule.as_deref()),
+        ("allow", Some("auth: none"))
+    );
 
     // No token, no plain patient id, in any stored byte.
     let db = std::fs::read(pki.path("data/audit.db")).unwrap();
@@ -136,9 +248,19 @@ async fn every_kind_of_request_leaves_exactly_one_record() {
     for haystack in [&db, &wal] {
         let text = String::from_utf8_lossy(haystack);
         assert!(!text.contains(&patient), "a token reached the store");
-        assert!(!text.contains("\"p-1\"") && !text.contains("/p-1/"), "a plain patient id reached the store");
+        assert!(
+            !text.contains("\"p-1\"") && !text.contains("/p-1/"),
+            "a plain patient id reached the store"
+        );
     }
-    assert!(metric(&gateway, r#"wardgate_audit_records_total{decision="allow"}"#).await >= 4.0);
+    assert!(
+        metric(
+            &gateway,
+            r#"wardgate_audit_records_total{decision="allow"}"#
+        )
+        .await
+            >= 4.0
+    );
     gateway.shutdown().await;
     let (code, out) = wardgate(&["audit", "verify"], &pki.path("wardgate.yaml"));
     assert_eq!(code, 0, "{out}");
@@ -151,7 +273,13 @@ async fn trail_of(pki: &Pki, count: usize) -> std::path::PathBuf {
     let mut client = Client::h2(&gateway, &pki.ca_cert).await;
     let patient = patient_token();
     for _ in 0..count {
-        client.fetch(with_token(Method::GET, "/api/patients/p-1/records", &patient)).await;
+        client
+            .fetch(with_token(
+                Method::GET,
+                "/api/patients/p-1/records",
+                &patient,
+            ))
+            .await;
     }
     gateway.shutdown().await;
     pki.path("wardgate.yaml")
@@ -177,7 +305,12 @@ async fn audit_verify_catches_every_kind_of_tampering() {
         std::fs::write(pki.path("data/audit.db"), &pristine).unwrap();
     };
     let body_of = |c: &rusqlite::Connection, seq: u64| -> String {
-        c.query_row("SELECT body FROM audit_records WHERE seq = ?1", params![seq], |r| r.get(0)).unwrap()
+        c.query_row(
+            "SELECT body FROM audit_records WHERE seq = ?1",
+            params![seq],
+            |r| r.get(0),
+        )
+        .unwrap()
     };
     type Tamper = Box<dyn Fn(&rusqlite::Connection)>;
     let cases: Vec<(&str, Tamper, &str)> = vec![
@@ -241,7 +374,10 @@ async fn audit_verify_catches_every_kind_of_tampering() {
         tamper(&db(&pki));
         let (code, out) = wardgate(&["audit", "verify"], &config);
         assert_eq!(code, 1, "{what}: {out}");
-        assert!(out.contains("TAMPERED") && out.contains(expected), "{what}: expected {expected:?} in {out}");
+        assert!(
+            out.contains("TAMPERED") && out.contains(expected),
+            "{what}: expected {expected:?} in {out}"
+        );
     }
     restore();
     assert_eq!(wardgate(&["audit", "verify"], &config).0, 0);
@@ -265,12 +401,20 @@ async fn pruning_keeps_the_trail_verifiable() {
         .map(Result::unwrap)
         .collect();
     for (seq, _) in &rows {
-        c.execute("UPDATE audit_records SET time_ms = time_ms - ?1 WHERE seq = ?2", params![year_ms, seq]).unwrap();
+        c.execute(
+            "UPDATE audit_records SET time_ms = time_ms - ?1 WHERE seq = ?2",
+            params![year_ms, seq],
+        )
+        .unwrap();
     }
     drop(c);
     let mut store = wardgate::audit::store::SqliteAuditStore::open(&pki.path("data")).unwrap();
     let instance = records(&pki)[0].instance.clone();
-    let cutoff = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 180 * 86_400_000;
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 180 * 86_400_000;
     // Only up to the checkpoint at 50: records 51..70 are old but not yet anchored.
     assert_eq!(store.prune(&instance, cutoff).unwrap(), 50);
     drop(store);
@@ -289,18 +433,49 @@ async fn an_unavailable_store_refuses_durable_requests_and_recovers() {
     let gateway = start_gateway(&pki, &authz_config(&pki, &upstream.url())).await;
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
     let patient = patient_token();
-    assert_eq!(client.fetch(with_token(Method::GET, "/api/patients/p-1/records", &patient)).await.status, StatusCode::OK);
+    assert_eq!(
+        client
+            .fetch(with_token(
+                Method::GET,
+                "/api/patients/p-1/records",
+                &patient
+            ))
+            .await
+            .status,
+        StatusCode::OK
+    );
 
     let file = pki.path("data/audit.db");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
-    let refused = client.fetch(with_id(with_token(Method::GET, "/api/patients/p-1/records", &patient), "during-outage")).await;
+    let refused = client
+        .fetch(with_id(
+            with_token(Method::GET, "/api/patients/p-1/records", &patient),
+            "during-outage",
+        ))
+        .await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(refused.json()["error"], "the audit trail is unavailable; try again shortly");
+    assert_eq!(
+        refused.json()["error"],
+        "the audit trail is unavailable; try again shortly"
+    );
     let seen_before = upstream.seen().len();
-    let again = client.fetch(with_token(Method::GET, "/api/patients/p-1/records", &patient)).await;
+    let again = client
+        .fetch(with_token(
+            Method::GET,
+            "/api/patients/p-1/records",
+            &patient,
+        ))
+        .await;
     assert_eq!(again.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(upstream.seen().len(), seen_before, "not forwarded while the store is down");
-    assert_eq!(admin_get(&gateway, "/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        upstream.seen().len(),
+        seen_before,
+        "not forwarded while the store is down"
+    );
+    assert_eq!(
+        admin_get(&gateway, "/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert!(metric(&gateway, "wardgate_audit_write_errors_total").await >= 1.0);
 
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -308,18 +483,32 @@ async fn an_unavailable_store_refuses_durable_requests_and_recovers() {
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if admin_get(&gateway, "/readyz").await.status == StatusCode::OK {
-            status = client.fetch(with_token(Method::GET, "/api/patients/p-1/records", &patient)).await.status;
+            status = client
+                .fetch(with_token(
+                    Method::GET,
+                    "/api/patients/p-1/records",
+                    &patient,
+                ))
+                .await
+                .status;
             break;
         }
     }
-    assert_eq!(status, StatusCode::OK, "service resumes when the store recovers");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "service resumes when the store recovers"
+    );
     // The refused request's record was kept and written once the store came back.
     let outage = by_request_id(&records(&pki), "during-outage");
     assert_eq!(outage.len(), 1);
     assert_eq!(outage[0].status, 503);
     assert_eq!(outage[0].flags, ["audit_unavailable"]);
     gateway.shutdown().await;
-    assert_eq!(wardgate(&["audit", "verify"], &pki.path("wardgate.yaml")).0, 0);
+    assert_eq!(
+        wardgate(&["audit", "verify"], &pki.path("wardgate.yaml")).0,
+        0
+    );
 }
 
 #[tokio::test]
@@ -331,35 +520,124 @@ async fn audit_query_answers_who_accessed_a_patient() {
     let mut doctor = claims("dr-chen", &["doctor"]);
     doctor["department"] = "cardiology".into();
     let doctor = token("ed-1", &doctor);
-    client.fetch(with_token(Method::GET, "/api/patients/p-1/records", &patient_token())).await;
-    client.fetch(with_token(Method::GET, "/api/departments/cardiology/patients/p-1/records", &doctor)).await;
-    client.fetch(with_token(Method::GET, "/api/departments/dermatology/patients/p-2/records", &doctor)).await;
-    let mut emergency = with_token(Method::GET, "/api/departments/dermatology/patients/p-2/records", &doctor);
-    emergency.headers_mut().insert("x-break-glass", "stroke code, checking anticoagulants".parse().unwrap());
+    client
+        .fetch(with_token(
+            Method::GET,
+            "/api/patients/p-1/records",
+            &patient_token(),
+        ))
+        .await;
+    client
+        .fetch(with_token(
+            Method::GET,
+            "/api/departments/cardiology/patients/p-1/records",
+            &doctor,
+        ))
+        .await;
+    client
+        .fetch(with_token(
+            Method::GET,
+            "/api/departments/dermatology/patients/p-2/records",
+            &doctor,
+        ))
+        .await;
+    let mut emergency = with_token(
+        Method::GET,
+        "/api/departments/dermatology/patients/p-2/records",
+        &doctor,
+    );
+    emergency.headers_mut().insert(
+        "x-break-glass",
+        "stroke code, checking anticoagulants".parse().unwrap(),
+    );
     client.fetch(emergency).await;
     gateway.shutdown().await;
     let config = pki.path("wardgate.yaml");
 
     let (code, table) = wardgate(&["audit", "query", "--patient", "p-1"], &config);
     assert_eq!(code, 0, "{table}");
-    assert!(table.contains("patient-li") && table.contains("dr-chen"), "{table}");
-    assert!(table.contains("2 records, 2 distinct subjects, 0 denied or refused, 0 break-glass uses"), "{table}");
+    assert!(
+        table.contains("patient-li") && table.contains("dr-chen"),
+        "{table}"
+    );
+    assert!(
+        table.contains("2 records, 2 distinct subjects, 0 denied or refused, 0 break-glass uses"),
+        "{table}"
+    );
 
     let (_, table) = wardgate(&["audit", "query", "--patient", "p-2"], &config);
-    assert!(table.contains("BREAK-GLASS: stroke code, checking anticoagulants"), "{table}");
-    assert!(table.contains("2 records, 1 distinct subjects, 1 denied or refused, 1 break-glass uses"), "{table}");
+    assert!(
+        table.contains("BREAK-GLASS: stroke code, checking anticoagulants"),
+        "{table}"
+    );
+    assert!(
+        table.contains("2 records, 1 distinct subjects, 1 denied or refused, 1 break-glass uses"),
+        "{table}"
+    );
 
-    let (_, json) = wardgate(&["audit", "query", "--subject", "dr-chen", "--decision", "deny", "--format", "json"], &config);
-    let lines: Vec<serde_json::Value> = json.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (_, json) = wardgate(
+        &[
+            "audit",
+            "query",
+            "--subject",
+            "dr-chen",
+            "--decision",
+            "deny",
+            "--format",
+            "json",
+        ],
+        &config,
+    );
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["route"], "department-records");
 
-    let (_, csv) = wardgate(&["audit", "query", "--patient", "p-2", "--break-glass", "--format", "csv", "--since", "1h"], &config);
+    let (_, csv) = wardgate(
+        &[
+            "audit",
+            "query",
+            "--patient",
+            "p-2",
+            "--break-glass",
+            "--format",
+            "csv",
+            "--since",
+            "1h",
+        ],
+        &config,
+    );
     assert!(csv.starts_with("time,subject,roles"), "{csv}");
-    assert!(csv.contains("\"stroke code, checking anticoagulants\""), "{csv}");
-    let (_, none) = wardgate(&["audit", "query", "--patient", "p-1", "--until", "2020-01-01"], &config);
+    assert!(
+        csv.contains("\"stroke code, checking anticoagulants\""),
+        "{csv}"
+    );
+    let (_, none) = wardgate(
+        &[
+            "audit",
+            "query",
+            "--patient",
+            "p-1",
+            "--until",
+            "2020-01-01",
+        ],
+        &config,
+    );
     assert!(none.contains("0 records"), "{none}");
-    let (code, bad) = wardgate(&["audit", "query", "--patient", "p-1", "--since", "last tuesday"], &config);
+    let (code, bad) = wardgate(
+        &[
+            "audit",
+            "query",
+            "--patient",
+            "p-1",
+            "--since",
+            "last tuesday",
+        ],
+        &config,
+    );
     assert_eq!(code, 1);
     assert!(bad.contains("--since"), "{bad}");
 }
@@ -375,7 +653,13 @@ async fn committed_records_are_copied_to_the_siem_sink_which_reopens_on_reload()
     );
     let gateway = start_gateway(&pki, &config).await;
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
-    client.fetch(with_token(Method::GET, "/api/patients/p-1/records", &patient_token())).await;
+    client
+        .fetch(with_token(
+            Method::GET,
+            "/api/patients/p-1/records",
+            &patient_token(),
+        ))
+        .await;
     let lines = std::fs::read_to_string(&sink).unwrap();
     let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert_eq!(first["route"], "patient-records");
@@ -385,7 +669,13 @@ async fn committed_records_are_copied_to_the_siem_sink_which_reopens_on_reload()
     std::fs::rename(&sink, pki.path("audit.jsonl.1")).unwrap();
     gateway.reload().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    client.fetch(with_token(Method::GET, "/api/patients/p-1/records", &patient_token())).await;
+    client
+        .fetch(with_token(
+            Method::GET,
+            "/api/patients/p-1/records",
+            &patient_token(),
+        ))
+        .await;
     let fresh = std::fs::read_to_string(&sink).unwrap();
     assert_eq!(fresh.lines().count(), 1);
     gateway.shutdown().await;
@@ -395,7 +685,8 @@ async fn committed_records_are_copied_to_the_siem_sink_which_reopens_on_reload()
 async fn a_killed_gateway_loses_no_acknowledged_request() {
     let pki = Pki::new();
     let upstream = Upstream::start(|_request| async { Response::new(full("{}")) }).await;
-    let config = authz_config(&pki, &upstream.url()).replace("  level: warn", "  level: info\n  format: json");
+    let config = authz_config(&pki, &upstream.url())
+        .replace("  level: warn", "  level: info\n  format: json");
     let path = write_config(&pki, &config);
     let spawn = || {
         use std::io::BufRead;
@@ -409,7 +700,9 @@ async fn a_killed_gateway_loses_no_acknowledged_request() {
         let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let addr: std::net::SocketAddr = loop {
             let line = lines.next().expect("the gateway exited").unwrap();
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             if event["message"] == "wardgate is serving" {
                 break event["proxy_addr"].as_str().unwrap().parse().unwrap();
             }
@@ -422,21 +715,36 @@ async fn a_killed_gateway_loses_no_acknowledged_request() {
     let mut workers = Vec::new();
     let patient = patient_token();
     for worker in 0..4 {
-        let (acknowledged, patient, ca) = (acknowledged.clone(), patient.clone(), pki.ca_cert.clone());
+        let (acknowledged, patient, ca) =
+            (acknowledged.clone(), patient.clone(), pki.ca_cert.clone());
         workers.push(tokio::spawn(async move {
             let connector = tls_connector(&ca, &[b"h2"], None);
-            let Ok(tls) = tls_stream(addr, &connector).await else { return };
-            let Ok((mut sender, connection)) =
-                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls)).await
+            let Ok(tls) = tls_stream(addr, &connector).await else {
+                return;
+            };
+            let Ok((mut sender, connection)) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tls),
+            )
+            .await
             else {
                 return;
             };
             tokio::spawn(connection);
             for i in 0..100_000 {
                 let id = format!("w{worker}-{i}");
-                let request = with_id(with_token(Method::GET, "https://localhost/api/patients/p-1/records", &patient), &id);
+                let request = with_id(
+                    with_token(
+                        Method::GET,
+                        "https://localhost/api/patients/p-1/records",
+                        &patient,
+                    ),
+                    &id,
+                );
                 match sender.send_request(request).await {
-                    Ok(response) if response.status() == StatusCode::OK => acknowledged.lock().unwrap().push(id),
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        acknowledged.lock().unwrap().push(id)
+                    }
                     Ok(_) => {}
                     Err(_) => return,
                 }
@@ -444,30 +752,63 @@ async fn a_killed_gateway_loses_no_acknowledged_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    Command::new("kill").args(["-s", "KILL", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-s", "KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
     child.wait().unwrap();
     for worker in workers {
         let _ = worker.await;
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 20, "the load ran: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 20,
+        "the load ran: {}",
+        acknowledged.len()
+    );
 
     // Restart on the same data directory: the chain resumes and verifies.
     let (mut child, addr) = spawn();
     let mut client = {
         let connector = tls_connector(&pki.ca_cert, &[b"http/1.1"], None);
         let tls = tls_stream(addr, &connector).await.unwrap();
-        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
         tokio::spawn(connection);
         Client::H1(sender)
     };
-    assert_eq!(client.fetch(with_token(Method::GET, "/api/patients/p-1/records", &patient)).await.status, StatusCode::OK);
-    Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(
+        client
+            .fetch(with_token(
+                Method::GET,
+                "/api/patients/p-1/records",
+                &patient
+            ))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     child.wait().unwrap();
 
-    let stored: std::collections::HashSet<String> = records(&pki).into_iter().map(|r| r.request_id).collect();
-    let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged requests have no record: {:?}", lost.len(), acknowledged.len(), &lost[..lost.len().min(5)]);
+    let stored: std::collections::HashSet<String> =
+        records(&pki).into_iter().map(|r| r.request_id).collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged requests have no record: {:?}",
+        lost.len(),
+        acknowledged.len(),
+        &lost[..lost.len().min(5)]
+    );
     let (code, out) = wardgate(&["audit", "verify"], &path);
     assert_eq!(code, 0, "{out}");
 }

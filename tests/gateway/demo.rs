@@ -7,13 +7,14 @@ use wardgate::demo::{Demo, DemoOptions};
 #[tokio::test]
 async fn every_printed_curl_line_works() {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let demo = Demo::start(&DemoOptions {
+    let mut demo = Demo::start(&DemoOptions {
         listen: any,
         admin: any,
         backend: any,
     })
     .await
     .unwrap();
+    demo.wardgate = env!("CARGO_BIN_EXE_wardgate").into();
     let instructions = demo.instructions().unwrap();
     // Exactly what a user pastes: the export lines, then each curl line as printed.
     let exports: String = instructions
@@ -22,10 +23,11 @@ async fn every_printed_curl_line_works() {
         .filter(|line| line.starts_with("export "))
         .map(|line| format!("{line}\n"))
         .collect();
+    let wardgate = env!("CARGO_BIN_EXE_wardgate");
     let printed: Vec<&str> = instructions
         .lines()
         .map(str::trim)
-        .filter(|line| line.starts_with("curl "))
+        .filter(|line| line.starts_with("curl ") || line.starts_with(wardgate))
         .collect();
     let examples = demo.examples();
     assert_eq!(
