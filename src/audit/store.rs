@@ -36,6 +36,7 @@ pub trait AuditStore: Send {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_records (
+    id          INTEGER PRIMARY KEY,
     instance    TEXT    NOT NULL,
     seq         INTEGER NOT NULL,
     time_ms     INTEGER NOT NULL,
@@ -45,12 +46,10 @@ CREATE TABLE IF NOT EXISTS audit_records (
     break_glass INTEGER NOT NULL,
     body        TEXT    NOT NULL,
     hash        TEXT    NOT NULL,
-    PRIMARY KEY (instance, seq)
-) WITHOUT ROWID;
+    UNIQUE (instance, seq)
+);
 CREATE INDEX IF NOT EXISTS audit_by_patient  ON audit_records (patient, time_ms);
 CREATE INDEX IF NOT EXISTS audit_by_subject  ON audit_records (subject, time_ms);
-CREATE INDEX IF NOT EXISTS audit_by_time     ON audit_records (time_ms);
-CREATE INDEX IF NOT EXISTS audit_by_decision ON audit_records (decision, time_ms);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     instance  TEXT    NOT NULL,
     seq       INTEGER NOT NULL,
@@ -103,14 +102,26 @@ impl SqliteAuditStore {
     /// records were removed.
     pub fn prune(&mut self, instance: &str, cutoff_ms: i64) -> Result<usize, StoreError> {
         let transaction = self.connection.transaction()?;
-        let last_old: Option<u64> = transaction
+        // Time grows with the sequence: find the first record young enough to keep, walking
+        // in seq order, so only the prefix about to go is read.
+        let first_young: Option<u64> = transaction
             .query_row(
-                "SELECT MAX(seq) FROM audit_records WHERE instance = ?1 AND time_ms < ?2",
+                "SELECT seq FROM audit_records WHERE instance = ?1 AND time_ms >= ?2 ORDER BY seq LIMIT 1",
                 params![instance, cutoff_ms],
                 |row| row.get(0),
             )
-            .optional()?
-            .flatten();
+            .optional()?;
+        let last_old: Option<u64> = match first_young {
+            Some(seq) => seq.checked_sub(1).filter(|seq| *seq > 0),
+            None => transaction
+                .query_row(
+                    "SELECT MAX(seq) FROM audit_records WHERE instance = ?1",
+                    params![instance],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .flatten(),
+        };
         let Some(last_old) = last_old else {
             return Ok(0);
         };

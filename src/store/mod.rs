@@ -40,7 +40,10 @@ pub fn open(data_dir: &Path, file: &str) -> Result<Connection, StoreError> {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -65536;
+             PRAGMA wal_autocheckpoint = 16384;
+             PRAGMA mmap_size = 268435456;",
         )
         .map_err(|source| StoreError::Open { path, source })?;
     Ok(connection)
