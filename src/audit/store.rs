@@ -34,6 +34,10 @@ pub trait AuditStore: Send {
     fn probe(&self) -> Result<(), StoreError>;
 }
 
+/// Indexed by patient pseudonym and by subject, each with time, and by (instance, seq), which
+/// follows time: records are appended in the order they are committed. Every further index
+/// costs durable throughput (measured: a time and a decision index took it from about 17,500
+/// to 13,000 records/s), so decision and time filters ride on these.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_records (
     id          INTEGER PRIMARY KEY,
