@@ -386,22 +386,12 @@ async fn service_accounts_identify_with_client_certificates_and_may_name_patient
         .ca
         .issue_client(pki.dir.path(), "scheduling", "scheduling.internal")
         .unwrap();
-    let connector = tls_connector(&pki.ca_cert, &[b"http/1.1"], Some(&files));
-    let tls = tls_stream(gateway.proxy_addr, &connector).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut service = Client::h1_at(gateway.proxy_addr, &pki.ca_cert, Some(&files)).await;
     let request = Request::post("/api/appointments")
-        .header("host", "localhost")
         .header("x-patient-id", "p-2")
         .body(body(r#"{"time":"2026-12-02T10:00"}"#))
         .unwrap();
-    assert_eq!(
-        sender.send_request(request).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(service.fetch(request).await.status, StatusCode::OK);
     let seen = upstream.last().headers;
     assert_eq!(seen["x-wardgate-subject"], "svc-scheduling");
     assert_eq!(seen["x-wardgate-patient"], "p-2");
@@ -411,20 +401,13 @@ async fn service_accounts_identify_with_client_certificates_and_may_name_patient
         .ca
         .issue_client(pki.dir.path(), "stranger", "unknown.internal")
         .unwrap();
-    let connector = tls_connector(&pki.ca_cert, &[b"http/1.1"], Some(&stranger));
-    let tls = tls_stream(gateway.proxy_addr, &connector).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut stranger = Client::h1_at(gateway.proxy_addr, &pki.ca_cert, Some(&stranger)).await;
     let request = Request::get("/api/appointments")
-        .header("host", "localhost")
         .header("x-patient-id", "p-2")
         .body(no_body())
         .unwrap();
     assert_eq!(
-        sender.send_request(request).await.unwrap().status(),
+        stranger.fetch(request).await.status,
         StatusCode::UNAUTHORIZED
     );
 

@@ -373,7 +373,12 @@ impl Reply {
 
 impl Client {
     pub async fn h1(gateway: &RunningGateway, ca: &Path) -> Client {
-        let tls = tls_stream(gateway.proxy_addr, &tls_connector(ca, &[b"http/1.1"], None))
+        Client::h1_at(gateway.proxy_addr, ca, None).await
+    }
+
+    /// An HTTP/1.1 connection to `addr`, presenting a client certificate when given.
+    pub async fn h1_at(addr: SocketAddr, ca: &Path, client: Option<&IssuedFiles>) -> Client {
+        let tls = tls_stream(addr, &tls_connector(ca, &[b"http/1.1"], client))
             .await
             .unwrap();
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));

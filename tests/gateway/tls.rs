@@ -92,19 +92,9 @@ async fn required_client_certificates_are_enforced() {
         .ca
         .issue_client(pki.dir.path(), "billing-service", "billing-service")
         .unwrap();
-    let connector = tls_connector(&pki.ca_cert, &[b"http/1.1"], Some(&client_files));
-    let tls = tls_stream(gateway.proxy_addr, &connector).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::get("/api/patients/p-1")
-        .header("host", "localhost")
-        .body(no_body())
-        .unwrap();
+    let mut service = Client::h1_at(gateway.proxy_addr, &pki.ca_cert, Some(&client_files)).await;
     assert_eq!(
-        sender.send_request(request).await.unwrap().status(),
+        service.get("/api/patients/p-1").await.status,
         StatusCode::OK
     );
 
