@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod identity;
 pub mod logging;
