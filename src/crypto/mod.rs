@@ -4,4 +4,5 @@
 //! `aes-gcm` crate, randomness from the operating system.
 
 pub mod field_cipher;
+pub mod key_store;
 pub mod keyring;
