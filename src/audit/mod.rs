@@ -164,14 +164,15 @@ impl Audit {
         let _ = self.queue.try_send(Submission::ReopenSink);
     }
 
-    /// Waits until everything queued before it is committed (shutdown), or the timeout.
-    pub async fn flush(&self, timeout: Duration) -> Result<(), AuditUnavailable> {
-        let (done, flushed) = oneshot::channel();
+    /// Commits what is queued, signs the chain head and stops the writer (clean shutdown);
+    /// records submitted afterwards are refused.
+    pub async fn close(&self, timeout: Duration) -> Result<(), AuditUnavailable> {
+        let (done, closed) = oneshot::channel();
         self.queue
-            .send(Submission::Flush(done))
+            .send(Submission::Close(done))
             .await
             .map_err(|_| AuditUnavailable)?;
-        match tokio::time::timeout(timeout, flushed).await {
+        match tokio::time::timeout(timeout, closed).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(AuditUnavailable),
         }

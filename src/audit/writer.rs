@@ -28,8 +28,8 @@ pub enum Submission {
     Tick,
     /// Reopen the SIEM sink file (after log rotation).
     ReopenSink,
-    /// Answer once everything submitted before is committed.
-    Flush(oneshot::Sender<()>),
+    /// Commit what is queued, sign the chain head, stop, then answer (clean shutdown).
+    Close(oneshot::Sender<()>),
 }
 
 pub struct WriterSettings {
@@ -114,19 +114,19 @@ pub fn run(
         last_checkpoint: Instant::now(),
     };
     let mut pending: Vec<(Box<AuditRecord>, Option<oneshot::Sender<bool>>)> = Vec::new();
-    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut closer: Option<oneshot::Sender<()>> = None;
     let mut backoff = Duration::from_millis(50);
     let mut open = true;
     while open || !pending.is_empty() {
-        if pending.is_empty() {
+        if pending.is_empty() && closer.is_none() {
             match queue.blocking_recv() {
-                Some(submission) => absorb(submission, &mut pending, &mut flushes, &mut settings),
+                Some(submission) => absorb(submission, &mut pending, &mut closer, &mut settings),
                 None => open = false,
             }
         }
         while pending.len() < settings.batch_max {
             match queue.try_recv() {
-                Ok(submission) => absorb(submission, &mut pending, &mut flushes, &mut settings),
+                Ok(submission) => absorb(submission, &mut pending, &mut closer, &mut settings),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     open = false;
@@ -137,16 +137,17 @@ pub fn run(
         metrics
             .audit_queue_depth
             .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
+        let closing = closer.is_some();
         let due_by_time = chain.since_checkpoint > 0
-            && chain.last_checkpoint.elapsed() >= settings.checkpoint_interval;
+            && (closing || chain.last_checkpoint.elapsed() >= settings.checkpoint_interval);
         if pending.is_empty() && !due_by_time {
-            flushes.drain(..).for_each(|done| {
-                let _ = done.send(());
-            });
+            if closing {
+                break;
+            }
             continue;
         }
         let started = Instant::now();
-        match commit(store.as_mut(), &settings, &mut chain, &pending) {
+        match commit(store.as_mut(), &settings, &mut chain, &pending, closing) {
             Ok(sealed) => {
                 metrics
                     .audit_commit_duration
@@ -177,9 +178,6 @@ pub fn run(
                         let _ = committed.send(true);
                     }
                 }
-                flushes.drain(..).for_each(|done| {
-                    let _ = done.send(());
-                });
             }
             Err(err) => {
                 metrics.audit_write_errors.inc();
@@ -201,17 +199,20 @@ pub fn run(
             }
         }
     }
+    if let Some(done) = closer {
+        let _ = done.send(());
+    }
 }
 
 fn absorb(
     submission: Submission,
     pending: &mut Vec<(Box<AuditRecord>, Option<oneshot::Sender<bool>>)>,
-    flushes: &mut Vec<oneshot::Sender<()>>,
+    closer: &mut Option<oneshot::Sender<()>>,
     settings: &mut WriterSettings,
 ) {
     match submission {
         Submission::Record { record, committed } => pending.push((record, committed)),
-        Submission::Flush(done) => flushes.push(done),
+        Submission::Close(done) => *closer = Some(done),
         Submission::Tick => {}
         Submission::ReopenSink => {
             if let Some(sink) = &mut settings.sink {
@@ -228,6 +229,7 @@ fn commit(
     settings: &WriterSettings,
     chain: &mut Chain,
     pending: &[(Box<AuditRecord>, Option<oneshot::Sender<bool>>)],
+    sign_head: bool,
 ) -> Result<Vec<SealedRecord>, crate::store::StoreError> {
     store.probe()?;
     let mut seq = chain.seq;
@@ -246,7 +248,8 @@ fn commit(
     }
     let since = chain.since_checkpoint + pending.len() as u64;
     let due = since > 0
-        && (since >= settings.checkpoint_every
+        && (sign_head
+            || since >= settings.checkpoint_every
             || chain.last_checkpoint.elapsed() >= settings.checkpoint_interval);
     let checkpoint = due.then(|| {
         let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();

@@ -236,7 +236,7 @@ impl RunningGateway {
         if self
             .shared
             .audit
-            .flush(Duration::from_secs(5))
+            .close(Duration::from_secs(5))
             .await
             .is_err()
         {
