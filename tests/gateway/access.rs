@@ -446,12 +446,7 @@ async fn a_shadow_policy_is_asked_and_counted_but_never_decides() {
     let upstream = Upstream::echo().await;
     let config = authz_config(&pki, &upstream.url());
     // The candidate takes prescriptions away from pharmacists.
-    let candidate: String = std::fs::read_to_string(pki.path("policy.csv"))
-        .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with("p, pharmacist"))
-        .map(|line| format!("{line}\n"))
-        .collect();
+    let candidate = policy_without(&pki, "p, pharmacist");
     std::fs::write(pki.path("candidate.csv"), candidate).unwrap();
     let dir = pki.dir.path().display().to_string();
     let config = config.replace(

@@ -701,3 +701,13 @@ pub fn with_token(method: Method, path: &str, token: &str) -> Request<ClientBody
         .body(body_bytes)
         .unwrap()
 }
+
+/// The test's policy without the lines of one role (`p, pharmacist`), as policy text.
+pub fn policy_without(pki: &Pki, prefix: &str) -> String {
+    std::fs::read_to_string(pki.path("policy.csv"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with(prefix))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
