@@ -44,6 +44,38 @@ enum Command {
     /// The audit trail: query it, verify it, make its keys.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Field encryption keys: the key ring and the per-patient data keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key ring (mode 0600, never overwrites) at `--file`, or where the config says.
+    Init {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Add a ring version and rewrap every data key under it; backend data is untouched.
+    Rotate {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+    },
+    /// Ring versions and how many data keys each wraps; never key bytes.
+    List {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+    },
+    /// Destroy a patient's data key: every ciphertext of theirs becomes unreadable, for good.
+    Shred {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+        /// The patient id as the hospital knows it.
+        #[arg(long)]
+        patient: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,7 +232,50 @@ fn main() -> ExitCode {
             format,
         )),
         Command::Audit(AuditCommand::Keygen { dir }) => report(audit_keygen(&dir)),
+        Command::Keys(command) => report(keys(command)),
     }
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    use wardgate::crypto::manage;
+    let config_of = |path: &std::path::Path| load_config(path).map(|loaded| loaded.config);
+    match command {
+        KeysCommand::Init { config, file } => {
+            let path = match file {
+                Some(file) => file,
+                None => match config_of(&config) {
+                    Ok(config) => manage::configured_ring_file(&config)?,
+                    Err(code) => return Ok(code),
+                },
+            };
+            let version = manage::init(&path)?;
+            println!(
+                "key ring created: {} (version {}, mode 0600)",
+                path.display(),
+                version.version
+            );
+            println!("Back it up apart from the data directory: without it no field can be read; with the data directory it undoes crypto-shredding.");
+        }
+        KeysCommand::Rotate { config } => match config_of(&config) {
+            Ok(config) => println!("{}", manage::rotate(&config)?),
+            Err(code) => return Ok(code),
+        },
+        KeysCommand::List { config } => match config_of(&config) {
+            Ok(config) => println!("{}", manage::list(&config)?),
+            Err(code) => return Ok(code),
+        },
+        KeysCommand::Shred { config, patient } => match config_of(&config) {
+            Ok(config) => {
+                if manage::shred(&config, &patient)? {
+                    println!("data key shredded: the patient's protected fields are unreadable everywhere, for good");
+                } else {
+                    println!("no data key existed for this patient; a tombstone now stops one being made");
+                }
+            }
+            Err(code) => return Ok(code),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads a config for an offline command; config problems exit 2.

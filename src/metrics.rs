@@ -43,6 +43,10 @@ pub struct Metrics {
     /// `decision`: audit records committed.
     pub audit_records: IntCounterVec,
     pub audit_write_errors: IntCounter,
+    /// `reason`: integrity_failure, key_shredded, key_missing.
+    pub field_crypto_failures: IntCounterVec,
+    /// `operation`: encrypt, decrypt.
+    pub field_operations: IntCounterVec,
     pub audit_queue_depth: IntGauge,
     pub audit_commit_duration: Histogram,
     pub audit_chain_head_seq: IntGauge,
@@ -89,7 +93,23 @@ impl Metrics {
             ),
             &["reason"],
         );
+        let field_crypto_failures = IntCounterVec::new(
+            Opts::new(
+                "wardgate_field_crypto_failures_total",
+                "Protected field values that could not be opened, by reason",
+            ),
+            &["reason"],
+        );
+        let field_operations = IntCounterVec::new(
+            Opts::new(
+                "wardgate_field_operations_total",
+                "Protected field values encrypted on the way in and decrypted on the way out",
+            ),
+            &["operation"],
+        );
         let metrics = Metrics {
+            field_crypto_failures: field_crypto_failures.expect("valid metric"),
+            field_operations: field_operations.expect("valid metric"),
             requests_total: requests_total.expect("valid metric"),
             request_duration: request_duration.expect("valid metric"),
             upstream_duration: upstream_duration.expect("valid metric"),
@@ -201,6 +221,8 @@ impl Metrics {
             Box::new(self.websocket_sessions.clone()),
             Box::new(self.audit_records.clone()),
             Box::new(self.audit_write_errors.clone()),
+            Box::new(self.field_crypto_failures.clone()),
+            Box::new(self.field_operations.clone()),
             Box::new(self.audit_queue_depth.clone()),
             Box::new(self.audit_commit_duration.clone()),
             Box::new(self.audit_chain_head_seq.clone()),

@@ -10,7 +10,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use zeroize::Zeroizing;
 
-use crate::config::{Config, Invalid, PathRules};
+use crate::config::{Config, FieldProtectionConfig, Invalid, PathRules};
+use crate::crypto::keyring::RingSource;
+use crate::crypto::redact::Redactions;
 use crate::identity::{read_secret, Identity};
 use crate::pipeline::RouteTable;
 use crate::policy::{BreakGlassRules, Policy, Question};
@@ -34,6 +36,44 @@ pub struct Runtime {
     pub signer: Option<IdentitySigner>,
     /// The bearer token of mutating admin endpoints.
     pub admin_token: Option<Zeroizing<Vec<u8>>>,
+    /// How protected fields are shown to callers who may not reveal them, and the limits of
+    /// the bodies the gateway reads to apply field rules.
+    pub field_protection: Option<FieldProtection>,
+}
+
+pub struct FieldProtection {
+    pub ring: RingSource,
+    pub redactions: Redactions,
+    pub max_response_body_size: u64,
+}
+
+impl FieldProtection {
+    fn build(config: &FieldProtectionConfig) -> Result<FieldProtection, Vec<Invalid>> {
+        let (ring, key) = match (&config.key_ring_file, &config.key_ring_env) {
+            (Some(path), _) => (
+                RingSource::File(path.clone()),
+                "field_protection.key_ring_file",
+            ),
+            (None, Some(name)) => (
+                RingSource::Env(name.clone()),
+                "field_protection.key_ring_env",
+            ),
+            (None, None) => {
+                return Err(vec![Invalid::new(
+                    "field_protection",
+                    "set key_ring_file or key_ring_env",
+                )])
+            }
+        };
+        // Checked here so that `wardgate check` and a reload catch an unreadable ring.
+        ring.load()
+            .map_err(|err| vec![Invalid::new(key, err.to_string())])?;
+        Ok(FieldProtection {
+            ring,
+            redactions: Redactions::build(&config.fields),
+            max_response_body_size: config.max_response_body_size.0,
+        })
+    }
 }
 
 /// Collects the problems of several independent builds.
@@ -102,6 +142,10 @@ impl Runtime {
                 )
             });
         let break_glass = problems.take(BreakGlassRules::build(&config.break_glass));
+        let field_protection = config
+            .field_protection
+            .as_ref()
+            .and_then(|protection| problems.take(FieldProtection::build(protection)));
         let admin_token = config.admin.token_file.as_ref().and_then(|path| {
             problems.take(
                 read_secret(path, 16).map_err(|msg| vec![Invalid::new("admin.token_file", msg)]),
@@ -128,6 +172,7 @@ impl Runtime {
                         .is_some_and(|i| i.consume_authorization),
                     signer,
                     admin_token,
+                    field_protection,
                 })
             }
             _ => Err(problems.0),

@@ -125,6 +125,11 @@ impl Audit {
         self.pseudonyms.pseudonym(patient_id)
     }
 
+    /// The keyed hash a field redacted as `hash` is shown as.
+    pub fn field_hash(&self, field: &str, json: &str) -> String {
+        self.pseudonyms.field_hash(field, json)
+    }
+
     /// Hands a record to the writer. Durable: waits for the commit. Buffered: waits only for
     /// room in the queue.
     pub async fn submit(

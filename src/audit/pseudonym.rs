@@ -1,4 +1,4 @@
-//! Patient pseudonyms: HMAC-SHA256 of the patient id under a key only the gateway (and an
+//! Patient pseudonyms (and the hashes redacted fields are shown as): HMAC-SHA256 of the patient id under a key only the gateway (and an
 //! officer running `audit query` with the same config) holds. The same patient always maps to
 //! the same pseudonym, so the trail can be searched, but a stolen trail names nobody.
 
@@ -24,6 +24,21 @@ impl Pseudonymizer {
         mac.update(patient_id.as_bytes());
         let digest = mac.finalize().into_bytes();
         format!("pt_{}", super::record::hex(&digest[..16]))
+    }
+
+    /// `h_` and 128 bits of HMAC over a field's name and JSON value: a stand-in for a value
+    /// a caller may not see, equal for equal values of the same field, unlinkable across
+    /// fields, and meaningless without the key.
+    pub fn field_hash(&self, field: &str, json: &str) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            return String::new();
+        };
+        mac.update(b"wardgate-field-hash-v1\n");
+        mac.update(field.as_bytes());
+        mac.update(b"\0");
+        mac.update(json.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        format!("h_{}", super::record::hex(&digest[..16]))
     }
 }
 

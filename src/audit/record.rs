@@ -38,12 +38,15 @@ pub struct AuditRecord {
     /// The specific reason a request was refused (authentication failure, path rejection...).
     pub reason: Option<String>,
     pub break_glass: Option<String>,
-    /// Names of fields revealed to the caller, never their values.
+    /// Names of protected fields shown to the caller in plain, never their values...
     pub fields_revealed: Vec<String>,
+    /// ...and of those shown masked, hashed or removed.
+    pub fields_masked: Vec<String>,
     pub status: u16,
     pub upstream_status: Option<u16>,
     pub latency_ms: f64,
-    /// Integrity and delivery notes, such as `audit_unavailable`.
+    /// Integrity and delivery notes: `audit_unavailable`, `integrity_failure` (a protected
+    /// value that did not authenticate), `key_shredded`, `key_missing`.
     pub flags: Vec<String>,
     pub prev_hash: String,
 }

@@ -216,6 +216,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         }
     }
     config.admin.token_file.iter_mut().for_each(resolve);
+    if let Some(protection) = &mut config.field_protection {
+        protection.key_ring_file.iter_mut().for_each(resolve);
+    }
     if let Some(identity) = &mut config.identity {
         identity
             .upstream_signing_key_file

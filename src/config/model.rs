@@ -37,6 +37,10 @@ pub struct Config {
     #[serde(default)]
     pub reload: ReloadConfig,
     pub audit: AuditConfig,
+    /// Field-level encryption: the key ring, and how each sensitive field is shown to callers
+    /// the policy does not let reveal it. Routes name the fields their bodies carry.
+    #[serde(default)]
+    pub field_protection: Option<FieldProtectionConfig>,
 }
 
 impl Config {
@@ -72,6 +76,9 @@ impl Config {
                     .flatten(),
                 );
             }
+        }
+        if let Some(protection) = &self.field_protection {
+            files.extend(protection.key_ring_file.clone());
         }
         if let Some(policy) = &self.policy {
             files.extend(
@@ -117,6 +124,68 @@ pub struct AuditConfig {
     /// Also write each committed record as a JSON line to this file (`-`: standard output).
     #[serde(default)]
     pub sink: Option<PathBuf>,
+}
+
+/// Field-level encryption settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldProtectionConfig {
+    /// The key-encryption key ring (made by `wardgate keys init`); refused when other users
+    /// can read it.
+    #[serde(default)]
+    pub key_ring_file: Option<PathBuf>,
+    /// ...or the name of an environment variable holding the ring's JSON.
+    #[serde(default)]
+    pub key_ring_env: Option<String>,
+    /// Patient data keys kept unwrapped in memory at most (wiped when evicted).
+    #[serde(default = "defaults::key_cache_capacity")]
+    pub key_cache_capacity: usize,
+    /// Largest upstream JSON response the gateway buffers to reveal fields in (502 beyond).
+    #[serde(default = "defaults::max_response_body_size")]
+    pub max_response_body_size: ByteSize,
+    /// Sensitive fields by name (the policy's `field:<name>` resource).
+    pub fields: BTreeMap<String, FieldConfig>,
+}
+
+/// One sensitive field: what callers see who may not reveal it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    /// `mask`, `partial`, `hash` or `remove` (the default). `plain` is never configured: it is
+    /// granted by the policy (`p, <role>, <relation>, field:<name>, reveal`).
+    #[serde(default)]
+    pub redact: RedactMode,
+    /// Characters left visible at the start (`mask`: 0, `partial`: 3 by default)...
+    #[serde(default)]
+    pub keep_first: Option<usize>,
+    /// ...and at the end (4 by default).
+    #[serde(default)]
+    pub keep_last: Option<usize>,
+    /// A different redaction for some roles (the most revealing of a caller's roles applies).
+    #[serde(default)]
+    pub roles: BTreeMap<String, RedactMode>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactMode {
+    Plain,
+    Mask,
+    Partial,
+    Hash,
+    #[default]
+    Remove,
+}
+
+/// What a route with field rules does with a request body that is not JSON.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NonJsonBody {
+    /// 415: a protected field could hide in a body the gateway cannot read.
+    #[default]
+    Reject,
+    /// Forward it untouched (uploads); JSON bodies are still protected.
+    Passthrough,
 }
 
 /// When a route's response may be released relative to its audit record.
@@ -391,6 +460,13 @@ pub struct RouteConfig {
     /// `durable` (the default for routes that name a resource or a patient) or `buffered`.
     #[serde(default)]
     pub audit: Option<Durability>,
+    /// Sensitive fields in this route's JSON bodies: field name -> JSON paths (`$.a.b`,
+    /// `$.items[*].b`, `$..b`). Encrypted on the way in, revealed per caller on the way out.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Vec<String>>,
+    /// `reject` (415, the default) or `passthrough` for request bodies that are not JSON.
+    #[serde(default)]
+    pub non_json_body: NonJsonBody,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -578,6 +654,12 @@ impl IdentityDefaults {
 mod defaults {
     use super::*;
 
+    pub fn key_cache_capacity() -> usize {
+        10_000
+    }
+    pub fn max_response_body_size() -> ByteSize {
+        ByteSize(8 * 1024 * 1024)
+    }
     pub fn grace_period() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))
     }

@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use super::{AuthMode, Config, CorsConfig, Invalid, UpstreamConfig, ValueFrom};
+use super::{AuthMode, Config, CorsConfig, Invalid, RedactMode, UpstreamConfig, ValueFrom};
+use crate::crypto::json_path::JsonPath;
 
 /// hyper refuses a read buffer smaller than this; headers must fit in it.
 const MIN_HEADER_SIZE: u64 = 8 * 1024;
@@ -18,6 +19,7 @@ pub fn validate(config: &Config) -> Vec<Invalid> {
     check_routes(config, &mut problems);
     check_access_control(config, &mut problems);
     check_audit(config, &mut problems);
+    check_field_protection(config, &mut problems);
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Invalid::new(
             "log.level",
@@ -312,6 +314,93 @@ fn check_cors(key: &str, cors: &CorsConfig, problems: &mut Vec<Invalid>) {
                 origin_key,
                 format!("{origin:?} is not an origin such as https://consult.example.org"),
             ));
+        }
+    }
+}
+
+fn check_field_protection(config: &Config, problems: &mut Vec<Invalid>) {
+    const PLAIN: &str = "`plain` is granted by the policy, not configured: add \
+                         `p, <role>, <relation>, field:<name>, reveal` to the policy file";
+    if let Some(protection) = &config.field_protection {
+        if protection.key_ring_file.is_some() == protection.key_ring_env.is_some() {
+            problems.push(Invalid::new(
+                "field_protection",
+                "set exactly one of key_ring_file and key_ring_env",
+            ));
+        }
+        if protection.key_cache_capacity == 0 {
+            problems.push(Invalid::new(
+                "field_protection.key_cache_capacity",
+                "must be at least 1",
+            ));
+        }
+        for (name, field) in &protection.fields {
+            let key = format!("field_protection.fields.{name}");
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                problems.push(Invalid::new(
+                    &key,
+                    "a field name is letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if field.redact == RedactMode::Plain {
+                problems.push(Invalid::new(format!("{key}.redact"), PLAIN));
+            }
+            for (role, mode) in &field.roles {
+                if *mode == RedactMode::Plain {
+                    problems.push(Invalid::new(format!("{key}.roles.{role}"), PLAIN));
+                }
+            }
+        }
+    }
+    for (i, route) in config.routes.iter().enumerate() {
+        if route.fields.is_empty() {
+            continue;
+        }
+        let key = format!("routes[{i}].fields");
+        let Some(protection) = &config.field_protection else {
+            problems.push(Invalid::new(
+                &key,
+                "field rules need a `field_protection` section (the key ring and the fields)",
+            ));
+            continue;
+        };
+        if route.patient.is_none() {
+            problems.push(Invalid::new(
+                &key,
+                "field rules need the route to name its patient (`patient:`): fields are encrypted under the patient's key",
+            ));
+        }
+        if route.auth == AuthMode::None {
+            problems.push(Invalid::new(
+                &key,
+                "a route with field rules cannot be `auth: none`",
+            ));
+        }
+        for (name, paths) in &route.fields {
+            if !protection.fields.contains_key(name) {
+                let known: Vec<&str> = protection.fields.keys().map(String::as_str).collect();
+                problems.push(Invalid::new(
+                    format!("{key}.{name}"),
+                    format!(
+                        "unknown field {name:?} (field_protection.fields defines: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if paths.is_empty() {
+                problems.push(Invalid::new(
+                    format!("{key}.{name}"),
+                    "list the JSON paths where the field appears",
+                ));
+            }
+            for (j, path) in paths.iter().enumerate() {
+                if let Err(err) = JsonPath::parse(path) {
+                    problems.push(Invalid::new(format!("{key}.{name}[{j}]"), err.to_string()));
+                }
+            }
         }
     }
 }

@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::field_cipher::DataKey;
-use super::keyring::{KeyRing, KeyRingError};
+use super::keyring::{KeyRing, KeyRingError, RingSource};
 use crate::store::{self, StoreError};
 
 pub const KEYS_DB: &str = "keys.db";
@@ -43,17 +44,26 @@ pub struct KeyCounts {
 
 pub struct PatientKeys {
     connection: Mutex<Connection>,
-    ring: KeyRing,
+    source: RingSource,
+    ring: RwLock<KeyRing>,
     cache: Mutex<HashMap<String, Arc<DataKey>>>,
     cache_capacity: usize,
+    /// SQLite's `data_version` when the cache was last known to match the store, and when it
+    /// was last checked: another process (`wardgate keys shred`, `keys rotate`) changing the
+    /// store empties the cache within `FRESHNESS`.
+    seen_version: Mutex<(i64, Instant)>,
 }
+
+/// How stale the cache may be relative to changes made by other processes.
+const FRESHNESS: Duration = Duration::from_millis(250);
 
 impl PatientKeys {
     pub fn open(
         data_dir: &Path,
-        ring: KeyRing,
+        source: RingSource,
         cache_capacity: usize,
     ) -> Result<PatientKeys, KeyStoreError> {
+        let ring = source.load()?;
         let connection = store::open(data_dir, KEYS_DB)?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS patient_keys (
@@ -61,32 +71,61 @@ impl PatientKeys {
                  wrapped     BLOB,
                  kek_version INTEGER,
                  shredded    INTEGER NOT NULL DEFAULT 0
-             );",
+             );
+             CREATE TABLE IF NOT EXISTS key_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
         )?;
+        let version = data_version(&connection)?;
         Ok(PatientKeys {
             connection: Mutex::new(connection),
-            ring,
+            source,
+            ring: RwLock::new(ring),
             cache: Mutex::new(HashMap::new()),
             cache_capacity: cache_capacity.max(1),
+            seen_version: Mutex::new((version, Instant::now())),
         })
+    }
+
+    pub fn ring_source(&self) -> &RingSource {
+        &self.source
+    }
+
+    /// The newest KEK version of the ring in use.
+    pub fn ring_version(&self) -> u32 {
+        self.ring.read().map_or(0, |ring| ring.newest())
+    }
+
+    /// Reads the ring again (after `keys rotate`); returns whether it has a newer version.
+    pub fn reload_ring(&self) -> Result<bool, KeyStoreError> {
+        let ring = self.source.load()?;
+        let newer = ring.newest() > self.ring_version();
+        if let Ok(mut current) = self.ring.write() {
+            *current = ring;
+        }
+        Ok(newer)
+    }
+
+    /// The key if it is in memory (no store access, for the request path's fast case).
+    pub fn cached(&self, patient: &str) -> Option<Arc<DataKey>> {
+        self.forget_if_changed_elsewhere();
+        self.cache.lock().ok()?.get(patient).cloned()
     }
 
     /// The patient's key, made (and stored wrapped) on first use.
     pub fn key_for(&self, patient: &str) -> Result<Arc<DataKey>, KeyStoreError> {
-        if let Some(key) = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(patient).cloned())
-        {
-            return Ok(key);
+        self.fetch(patient, true)?.ok_or(KeyStoreError::Shredded)
+    }
+
+    /// The patient's key if one was ever made; never makes one (reading needs no new key).
+    pub fn existing_key(&self, patient: &str) -> Result<Option<Arc<DataKey>>, KeyStoreError> {
+        self.fetch(patient, false)
+    }
+
+    fn fetch(&self, patient: &str, create: bool) -> Result<Option<Arc<DataKey>>, KeyStoreError> {
+        if let Some(key) = self.cached(patient) {
+            return Ok(Some(key));
         }
         let key = {
-            let Ok(connection) = self.connection.lock() else {
-                return Err(KeyStoreError::Store(StoreError::Sql(
-                    rusqlite::Error::InvalidQuery,
-                )));
-            };
+            let connection = self.connection.lock().map_err(|_| poisoned())?;
             let row: Option<(Option<Vec<u8>>, bool)> = connection
                 .query_row(
                     "SELECT wrapped, shredded FROM patient_keys WHERE patient = ?1",
@@ -96,15 +135,17 @@ impl PatientKeys {
                 .optional()?;
             match row {
                 Some((_, true)) => return Err(KeyStoreError::Shredded),
-                Some((Some(wrapped), false)) => self.ring.unwrap(patient, &wrapped)?,
-                Some((None, false)) | None => {
+                Some((Some(wrapped), false)) => self.unwrap(patient, &wrapped)?,
+                Some((None, false)) | None if create => {
                     let key = DataKey::generate(1);
+                    let ring = self.ring.read().map_err(|_| poisoned())?;
                     connection.execute(
                         "INSERT INTO patient_keys (patient, wrapped, kek_version, shredded) VALUES (?1, ?2, ?3, 0)",
-                        params![patient, self.ring.wrap(patient, &key), self.ring.newest()],
+                        params![patient, ring.wrap(patient, &key), ring.newest()],
                     )?;
                     key
                 }
+                Some((None, false)) | None => return Ok(None),
             }
         };
         let key = Arc::new(key);
@@ -117,7 +158,55 @@ impl PatientKeys {
             }
             cache.insert(patient.to_owned(), key.clone());
         }
-        Ok(key)
+        Ok(Some(key))
+    }
+
+    /// Unwraps with the ring in use, reading the ring again when the key was wrapped by a
+    /// version made since (a rotation by another process).
+    fn unwrap(&self, patient: &str, wrapped: &[u8]) -> Result<DataKey, KeyStoreError> {
+        let attempt = self
+            .ring
+            .read()
+            .map_err(|_| poisoned())?
+            .unwrap(patient, wrapped);
+        match attempt {
+            Err(KeyRingError::UnknownVersion(_)) => {
+                self.reload_ring()?;
+                Ok(self
+                    .ring
+                    .read()
+                    .map_err(|_| poisoned())?
+                    .unwrap(patient, wrapped)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Empties the cache when another connection changed the store since last looked.
+    fn forget_if_changed_elsewhere(&self) {
+        let Ok(mut seen) = self.seen_version.lock() else {
+            return;
+        };
+        if seen.1.elapsed() < FRESHNESS {
+            return;
+        }
+        let previous = seen.0;
+        let current = self
+            .connection
+            .lock()
+            .ok()
+            .and_then(|connection| data_version(&connection).ok());
+        *seen = (current.unwrap_or(previous), Instant::now());
+        // When unsure (the store cannot be asked), forget too: keys are fetched again.
+        if current != Some(previous) {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.clear();
+            }
+            // `keys rotate` writes the store after the ring: new keys get the new version.
+            if let Err(err) = self.reload_ring() {
+                tracing::error!("cannot re-read the key ring: {err}");
+            }
+        }
     }
 
     /// Destroys the patient's key; returns whether there was one.
@@ -150,7 +239,8 @@ impl PatientKeys {
         let Ok(mut connection) = self.connection.lock() else {
             return Ok(0);
         };
-        let newest = self.ring.newest();
+        let ring = self.ring.read().map_err(|_| poisoned())?;
+        let newest = ring.newest();
         let transaction = connection.transaction()?;
         let stale: Vec<(String, Vec<u8>)> = {
             let mut statement = transaction.prepare(
@@ -161,12 +251,18 @@ impl PatientKeys {
             rows.collect::<Result<_, _>>()?
         };
         for (patient, wrapped) in &stale {
-            let key = self.ring.unwrap(patient, wrapped)?;
+            let key = ring.unwrap(patient, wrapped)?;
             transaction.execute(
                 "UPDATE patient_keys SET wrapped = ?1, kek_version = ?2 WHERE patient = ?3",
-                params![self.ring.wrap(patient, &key), newest, patient],
+                params![ring.wrap(patient, &key), newest, patient],
             )?;
         }
+        // Always a write, so running gateways see the store change and re-read the ring.
+        transaction.execute(
+            "INSERT INTO key_meta (name, value) VALUES ('ring_version', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![newest],
+        )?;
         transaction.commit()?;
         Ok(stale.len())
     }
@@ -194,6 +290,14 @@ impl PatientKeys {
     }
 }
 
+fn data_version(connection: &Connection) -> Result<i64, rusqlite::Error> {
+    connection.query_row("PRAGMA data_version", [], |row| row.get(0))
+}
+
+fn poisoned() -> KeyStoreError {
+    KeyStoreError::Store(StoreError::Sql(rusqlite::Error::InvalidQuery))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,7 +308,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring_path = dir.path().join("ring.json");
         KeyRing::create(&ring_path, "t0").unwrap();
-        let keys = PatientKeys::open(dir.path(), KeyRing::load(&ring_path).unwrap(), 2).unwrap();
+        let keys = PatientKeys::open(dir.path(), RingSource::File(ring_path.clone()), 2).unwrap();
         let a = keys.key_for("pt_a").unwrap();
         let sealed = seal(&a, "pt_a", "phone", b"\"13812345678\"");
         keys.key_for("pt_b").unwrap();
@@ -214,7 +318,7 @@ mod tests {
         // A rotation, then a rewrap: old ciphertexts still open.
         let mut ring = KeyRing::load(&ring_path).unwrap();
         ring.rotate(&ring_path, "t1").unwrap();
-        let keys = PatientKeys::open(dir.path(), KeyRing::load(&ring_path).unwrap(), 16).unwrap();
+        let keys = PatientKeys::open(dir.path(), RingSource::File(ring_path.clone()), 16).unwrap();
         assert_eq!(keys.counts().unwrap().by_version, vec![(1, 3)]);
         assert_eq!(keys.rewrap_all().unwrap(), 3);
         assert_eq!(keys.counts().unwrap().by_version, vec![(2, 3)]);

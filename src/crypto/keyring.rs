@@ -42,6 +42,30 @@ pub enum KeyRingError {
     UnknownVersion(u32),
     #[error("the wrapped key does not authenticate (tampered, or another patient's)")]
     Integrity,
+    #[error("the key ring in environment variable {0}: {1}")]
+    Env(String, String),
+}
+
+/// Where the gateway reads its ring: a file, or an environment variable holding the same JSON
+/// (for secret managers that inject environment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RingSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl RingSource {
+    pub fn load(&self) -> Result<KeyRing, KeyRingError> {
+        match self {
+            RingSource::File(path) => KeyRing::load(path),
+            RingSource::Env(name) => {
+                let text = Zeroizing::new(std::env::var(name).map_err(|_| {
+                    KeyRingError::Env(name.clone(), "not set, or not UTF-8".to_owned())
+                })?);
+                KeyRing::parse(&text).map_err(|reason| KeyRingError::Env(name.clone(), reason))
+            }
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]

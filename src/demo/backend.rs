@@ -1,6 +1,9 @@
 //! The demo consultation backend: a small in-memory JSON REST service shaped like a real
 //! hospital consultation app (patients, their records, consultations and messages), so the
-//! gateway has something real to stand in front of. It knows nothing about wardgate.
+//! gateway has something real to stand in front of. It knows nothing about wardgate: it
+//! stores what it is sent, ciphertexts included, and hands it back. `GET /debug/raw-store`
+//! (demo only, on the backend's own port) shows what it holds, to see that protected fields
+//! arrive encrypted.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -143,6 +146,18 @@ impl Store {
         }
     }
 
+    /// Everything the backend holds, as stored.
+    fn raw(&self) -> Value {
+        json!({
+            "patients": self.patients,
+            "records": self.records,
+            "prescriptions": self.prescriptions,
+            "appointments": self.appointments,
+            "consultations": self.consultations,
+            "messages": self.messages,
+        })
+    }
+
     fn new_id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}-{}", self.next_id)
@@ -174,6 +189,16 @@ async fn handle(store: &Mutex<Store>, request: Request<Incoming>) -> Response<Pr
             json!({"name": "Demo People's Hospital", "departments": ["cardiology", "dermatology"],
                    "consultation_hours": "08:00-20:00"}),
         ),
+        ["debug", "raw-store"] if method == Method::GET => reply(StatusCode::OK, store.raw()),
+        ["debug", "raw-store", "patients", id] if method == Method::GET => {
+            match store.patients.get(*id) {
+                Some(patient) => reply(
+                    StatusCode::OK,
+                    json!({"patient": patient, "records": store.records.get(*id)}),
+                ),
+                None => not_found("patient"),
+            }
+        }
         ["api", "reports", "consultations"] if method == Method::GET => reply(
             StatusCode::OK,
             json!({"open_consultations": store.consultations.len(),

@@ -92,6 +92,7 @@ impl Demo {
         );
         write("upstream-signing.key", &signing_key)?;
         crate::audit::keys::generate(dir.path())?;
+        crate::crypto::manage::init(&dir.path().join("kek-ring.json"))?;
 
         let backend = DemoBackend::start(options.backend)
             .await
@@ -171,6 +172,7 @@ impl Demo {
         let ca = shell_quote(&self.ca_cert);
         let base = format!("https://localhost:{}", self.gateway.proxy_addr.port());
         let admin = format!("http://{}", self.gateway.admin_addr);
+        let backend = format!("http://{}", self.backend.addr);
         let wardgate = shell_quote(&self.wardgate);
         let config = shell_quote(&self.dir.path().join("demo.yaml"));
         let get = |token: &str, path: &str| {
@@ -201,6 +203,31 @@ impl Demo {
                 "nurse: writing a prescription: 403",
                 format!("curl --cacert {ca} -s -o /dev/null -w '%{{http_code}}\\n' -H \"authorization: Bearer $NURSE_TOKEN\" -H 'content-type: application/json' -d '{{\"drug\":\"aspirin\"}}' {base}/api/departments/cardiology/patients/p-1001/prescriptions"),
                 "403",
+            ),
+            example(
+                "doctor: records a patient's identity number and phone; the gateway encrypts them before the backend stores them",
+                format!("curl --cacert {ca} -X PUT -H \"authorization: Bearer $DOCTOR_TOKEN\" -H 'content-type: application/json' -d '{{\"id_number\":\"110101199003079999\",\"phone\":\"13800001111\"}}' {base}/api/departments/cardiology/patients/p-1001"),
+                "13800001111",
+            ),
+            example(
+                "the backend's own store (demo-only debug endpoint): ciphertext only",
+                format!("curl -s {backend}/debug/raw-store/patients/p-1001"),
+                "\"phone\":\"wg1:",
+            ),
+            example(
+                "receptionist: the same patient, identity number masked, phone partly hidden",
+                get("RECEPTIONIST", "/api/patients/p-1001"),
+                "138****1111",
+            ),
+            example(
+                "patient: their own details, in plain",
+                get("PATIENT", "/api/patients/p-1001"),
+                "110101199003079999",
+            ),
+            example(
+                "compliance: which fields were shown to whom (names only, never values)",
+                format!("{wardgate} audit query --config {config} --patient p-1001 --format json | grep -o '\"fields_[a-z]*\":\\[[^]]*\\]' | sort | uniq -c"),
+                "\"fields_masked\":[\"id_number\",\"phone\"]",
             ),
             example("pharmacist: a patient's prescriptions", get("PHARMACIST", "/api/patients/p-1002/prescriptions"), "hydrocortisone"),
             example("pharmacist: medical records: 403", status("PHARMACIST", "/api/patients/p-1002/records"), "403"),

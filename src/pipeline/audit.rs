@@ -68,11 +68,12 @@ fn record(gateway: &Shared, ctx: &RequestCtx, status: StatusCode) -> AuditRecord
         rule,
         reason: ctx.auth_failure.or(ctx.rejected).map(str::to_owned),
         break_glass: ctx.break_glass_reason.clone(),
-        fields_revealed: Vec::new(),
+        fields_revealed: ctx.fields_revealed.clone(),
+        fields_masked: ctx.fields_masked.clone(),
         status: status.as_u16(),
         upstream_status: ctx.upstream_status,
         latency_ms: (ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-        flags: Vec::new(),
+        flags: ctx.flags.iter().map(|flag| (*flag).to_owned()).collect(),
         prev_hash: String::new(),
     }
 }

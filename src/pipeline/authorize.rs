@@ -163,6 +163,11 @@ pub fn authorize(
         "authorization decision"
     );
     let allowed = decision.allowed;
+    // Kept for stage 8, which asks the policy which fields this caller may reveal.
+    ctx.relations = relations;
+    if decision.relation == Relation::BreakGlass {
+        ctx.relations.insert(0, Relation::BreakGlass);
+    }
     ctx.patient = patient;
     ctx.decision = Some(decision);
     ctx.break_glass_reason = break_glass_reason;

@@ -6,12 +6,11 @@ use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::route::Route;
 use super::{Rejection, RequestCtx};
-use crate::proxy::body::{streaming, LimitedBody, ProxyBody};
+use crate::proxy::body::{streaming, ProxyBody};
 use crate::proxy::headers;
 use crate::proxy::identity_headers::UpstreamIdentity;
 use crate::proxy::upstream::UpstreamError;
@@ -26,16 +25,9 @@ pub async fn to_upstream(
     ctx: &mut RequestCtx,
     route: &Route,
     path: &str,
-    request: Request<Incoming>,
+    request: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, Rejection> {
     let (mut parts, body) = request.into_parts();
-    let limit = route.max_body_size;
-    if declared_length(&parts.headers).is_some_and(|length| length > limit) {
-        if parts.headers.get(header::EXPECT).is_none() {
-            discard(body).await;
-        }
-        return Err(Rejection::BodyTooLarge { limit });
-    }
     let websocket = route.websocket
         && parts.version == http::Version::HTTP_11
         && headers::is_websocket_upgrade(&parts.headers);
@@ -80,7 +72,7 @@ pub async fn to_upstream(
     );
     outgoing.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
 
-    let mut upstream_request = Request::new(streaming(LimitedBody::new(body, limit)));
+    let mut upstream_request = Request::new(body);
     *upstream_request.method_mut() = parts.method;
     *upstream_request.uri_mut() = uri;
     *upstream_request.headers_mut() = outgoing;
@@ -140,24 +132,4 @@ fn upstream_failed(
         "upstream call failed: {err}"
     );
     Rejection::from(err)
-}
-
-/// How much of a refused body is read and thrown away before answering.
-const DISCARD_LIMIT: usize = 256 * 1024;
-
-/// Reads and discards the start of a body that will not be forwarded, for at most a second,
-/// so a client still sending it reads our 413 rather than a connection reset (what nginx
-/// calls a lingering close). Clients that sent `Expect: 100-continue` never send it at all.
-async fn discard(body: Incoming) {
-    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, DISCARD_LIMIT));
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
-}
-
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }

@@ -4,8 +4,7 @@
 //! audit record, then security headers, the request id, CORS response headers, metrics and
 //! the access log line.
 //!
-//! Stages still to come (limit, protect, reveal) slot in at the numbered places of
-//! `../shared/DESIGN.md` as they are built.
+//! The stage still to come (limit) slots in at its numbered place of `../shared/DESIGN.md`.
 
 mod audit;
 pub mod authorize;
@@ -13,7 +12,9 @@ mod cors;
 mod forward;
 mod identify;
 mod normalize;
+mod protect;
 mod rejection;
+mod reveal;
 mod route;
 
 use std::net::SocketAddr;
@@ -31,7 +32,7 @@ pub use route::{Matched, Route, RouteTable};
 
 use crate::config::Durability;
 use crate::identity::Principal;
-use crate::policy::Decision;
+use crate::policy::{Decision, Relation};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::headers;
 use crate::runtime::Runtime;
@@ -65,6 +66,13 @@ pub struct RequestCtx {
     /// unavailable.
     pub outcome: &'static str,
     pub upstream_status: Option<u16>,
+    /// The caller's relations to the patient, as authorization found them.
+    pub relations: Vec<Relation>,
+    /// Names of protected fields shown in plain, and masked (for the audit record).
+    pub fields_revealed: Vec<String>,
+    pub fields_masked: Vec<String>,
+    /// Integrity notes for the audit record (`integrity_failure`, `key_shredded`).
+    pub flags: Vec<&'static str>,
 }
 
 /// Runs one request through the stages and always returns a response.
@@ -92,6 +100,10 @@ pub async fn handle(
         received_at: SystemTime::now(),
         outcome: "allow",
         upstream_status: None,
+        relations: Vec::new(),
+        fields_revealed: Vec::new(),
+        fields_masked: Vec::new(),
+        flags: Vec::new(),
     };
     let origin = request.headers().get(header::ORIGIN).cloned();
     let response = match stages(gateway, &runtime, conn, &mut ctx, request).await {
@@ -166,9 +178,18 @@ async fn stages(
         return Err(Rejection::AuditUnavailable);
     }
 
+    // 6 protect: after authorization (nothing is read or encrypted for a caller who may not
+    //   write), before forwarding: a protected value never reaches the upstream in plain.
+    let request = protect::request_body(gateway, ctx, &route, request).await?;
+
     // 7 forward: headers that clients could spoof are replaced on the way out, and the
     //   verified identity is sent along, signed.
-    forward::to_upstream(gateway, runtime, conn, ctx, &route, &path, request).await
+    let response =
+        forward::to_upstream(gateway, runtime, conn, ctx, &route, &path, request).await?;
+
+    // 8 reveal: protected values in the response are shown as this caller may see them;
+    //   before audit, whose record names the fields revealed.
+    reveal::response_body(gateway, runtime, ctx, &route, response).await
 }
 
 fn finish(

@@ -37,6 +37,20 @@ pub enum Rejection {
         from: ValueFrom,
         name: String,
     },
+    /// A body the field rules cannot apply to safely: the reason names what and where.
+    #[error("invalid request body: {0}")]
+    BadBody(String),
+    #[error("unsupported request body: {0}")]
+    UnsupportedBody(String),
+    /// The patient's data key was destroyed (erasure): nothing new is stored for them.
+    #[error("this patient's data has been erased")]
+    PatientErased,
+    #[error("field protection is unavailable; try again shortly")]
+    KeysUnavailable,
+    /// The upstream's response on a protected route could not be checked (the specific
+    /// reason is logged): it is not released.
+    #[error("the upstream response could not be processed")]
+    UnprocessableResponse(&'static str),
 }
 
 fn from_name(from: ValueFrom) -> &'static str {
@@ -71,6 +85,11 @@ impl Rejection {
                 UpstreamError::Connect | UpstreamError::Broken => StatusCode::BAD_GATEWAY,
                 UpstreamError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             },
+            Rejection::BadBody(_) => StatusCode::BAD_REQUEST,
+            Rejection::UnsupportedBody(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::PatientErased => StatusCode::GONE,
+            Rejection::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::UnprocessableResponse(_) => StatusCode::BAD_GATEWAY,
             Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden | Rejection::BreakGlassReason { .. } => StatusCode::FORBIDDEN,
             Rejection::MissingScope { .. } => StatusCode::BAD_REQUEST,
@@ -83,15 +102,18 @@ impl Rejection {
         match self {
             Rejection::BadPath(_)
             | Rejection::BodyTooLarge { .. }
-            | Rejection::MissingScope { .. } => "rejected",
+            | Rejection::MissingScope { .. }
+            | Rejection::BadBody(_)
+            | Rejection::UnsupportedBody(_)
+            | Rejection::PatientErased => "rejected",
             Rejection::NoRoute | Rejection::MethodNotAllowed { .. } => "unmatched",
             Rejection::CorsDenied | Rejection::Forbidden | Rejection::BreakGlassReason { .. } => {
                 "deny"
             }
             Rejection::Unauthenticated(_) => "unauthenticated",
             // Authorized, then the upstream failed: the status tells.
-            Rejection::Upstream(_) => "allow",
-            Rejection::AuditUnavailable => "unavailable",
+            Rejection::Upstream(_) | Rejection::UnprocessableResponse(_) => "allow",
+            Rejection::AuditUnavailable | Rejection::KeysUnavailable => "unavailable",
         }
     }
 
@@ -109,6 +131,11 @@ impl Rejection {
             Rejection::BreakGlassReason { .. } => "break_glass_reason",
             Rejection::MissingScope { .. } => "missing_scope",
             Rejection::AuditUnavailable => "audit_unavailable",
+            Rejection::BadBody(_) => "bad_body",
+            Rejection::UnsupportedBody(_) => "unsupported_body",
+            Rejection::PatientErased => "patient_erased",
+            Rejection::KeysUnavailable => "keys_unavailable",
+            Rejection::UnprocessableResponse(reason) => reason,
         }
     }
 
@@ -129,7 +156,12 @@ impl Rejection {
             | Rejection::Forbidden
             | Rejection::BreakGlassReason { .. }
             | Rejection::MissingScope { .. }
-            | Rejection::AuditUnavailable => self.to_string(),
+            | Rejection::AuditUnavailable
+            | Rejection::BadBody(_)
+            | Rejection::UnsupportedBody(_)
+            | Rejection::PatientErased
+            | Rejection::KeysUnavailable
+            | Rejection::UnprocessableResponse(_) => self.to_string(),
         }
     }
 

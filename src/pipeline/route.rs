@@ -2,13 +2,16 @@
 //! templates (`/api/patients/{patient_id}/records`); what matches nothing is answered 404 and
 //! never forwarded, which is what makes the gateway deny by default.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
 
 use super::cors::Cors;
 use super::Rejection;
-use crate::config::{AuthMode, Config, Durability, Invalid, ValueSource};
+use crate::config::{AuthMode, Config, Durability, Invalid, NonJsonBody, ValueSource};
+use crate::crypto::fields::FieldRules;
+use crate::crypto::json_path::JsonPath;
 use crate::policy::Question;
 use crate::proxy::upstream::{Upstream, Upstreams};
 
@@ -28,6 +31,9 @@ pub struct Route {
     pub patient: Option<ValueSource>,
     pub department: Option<ValueSource>,
     pub durability: Durability,
+    /// Sensitive JSON fields of the route's bodies (empty: bodies stream untouched).
+    pub fields: FieldRules,
+    pub non_json_body: NonJsonBody,
 }
 
 impl Route {
@@ -51,12 +57,17 @@ impl Route {
                 .map(super::authorize::action_for_method)
                 .collect(),
         };
+        let reveals = self.fields.fields().iter().map(|field| Question {
+            resource: format!("field:{field}"),
+            action: "reveal".to_owned(),
+        });
         actions
             .into_iter()
             .map(|action| Question {
                 resource: resource.clone(),
                 action: action.to_owned(),
             })
+            .chain(reveals)
             .collect()
     }
 }
@@ -143,6 +154,8 @@ impl RouteTable {
                         Durability::Buffered
                     },
                 ),
+                fields: field_rules(&key, &route.fields, &mut problems),
+                non_json_body: route.non_json_body,
             }));
         }
         let mut router = matchit::Router::new();
@@ -194,4 +207,26 @@ impl RouteTable {
                 .unwrap_or_else(|_| HeaderValue::from_static("")),
         })
     }
+}
+
+fn field_rules(
+    key: &str,
+    fields: &BTreeMap<String, Vec<String>>,
+    problems: &mut Vec<Invalid>,
+) -> FieldRules {
+    let mut parsed = Vec::new();
+    for (name, paths) in fields {
+        let mut compiled = Vec::new();
+        for (j, path) in paths.iter().enumerate() {
+            match JsonPath::parse(path) {
+                Ok(path) => compiled.push(path),
+                Err(err) => problems.push(Invalid::new(
+                    format!("{key}.fields.{name}[{j}]"),
+                    err.to_string(),
+                )),
+            }
+        }
+        parsed.push((name.as_str(), compiled));
+    }
+    FieldRules::new(parsed.iter().map(|(name, paths)| (*name, paths.as_slice())))
 }

@@ -55,6 +55,35 @@ impl BodyTooLarge {
     }
 }
 
+/// Why a body could not be read whole.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    TooLarge { limit: u64 },
+    Failed,
+}
+
+/// Reads a whole body of at most `limit` bytes (for the field rules, which need all of it).
+pub async fn read_whole<B>(body: B, limit: u64) -> Result<Bytes, ReadError>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(ReadError::Failed);
+        };
+        if let Ok(data) = frame.into_data() {
+            if (collected.len() + data.len()) as u64 > limit {
+                return Err(ReadError::TooLarge { limit });
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
+}
+
 pin_project_lite::pin_project! {
     /// Passes frames through and fails once their data exceeds `limit` bytes.
     pub struct LimitedBody<B> {

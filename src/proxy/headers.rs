@@ -1,7 +1,8 @@
 //! Header rewriting in both directions: hop-by-hop headers never cross the proxy, the
 //! `X-Forwarded-*` family describes the real connection (a client's own values are believed
 //! only from a trusted proxy), every request carries an `X-Request-Id`, and every response
-//! carries the security headers and no server banner.
+//! carries the security headers and no server banner. Also: what a message's headers say
+//! its body is (JSON or not, content-encoded or not), for the field rules.
 
 use std::net::IpAddr;
 
@@ -191,6 +192,45 @@ impl ResponseHeaders {
         }
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     }
+}
+
+/// The body's content coding, unless it is `identity`.
+pub fn content_encoding(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_ENCODING)?;
+    let text = value.to_str().unwrap_or("(not text)").trim();
+    (!text.eq_ignore_ascii_case("identity") && !text.is_empty()).then(|| text.to_owned())
+}
+
+/// Whether the content type is JSON (`application/json`, `application/*+json`); an error
+/// when it is JSON in a charset other than UTF-8.
+pub fn json_media_type(headers: &HeaderMap) -> Result<bool, String> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(false);
+    };
+    let Ok(text) = value.to_str() else {
+        return Ok(false);
+    };
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if !json {
+        return Ok(false);
+    }
+    for parameter in parts {
+        if let Some((name, value)) = parameter.split_once('=') {
+            let value = value.trim().trim_matches('"');
+            if name.trim().eq_ignore_ascii_case("charset")
+                && !value.eq_ignore_ascii_case("utf-8")
+                && !value.eq_ignore_ascii_case("utf8")
+            {
+                return Err(format!(
+                    "JSON bodies must be UTF-8 (Content-Type says charset={value})"
+                ));
+            }
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
-use crate::config::{self, ConfigErrors, Limits, LoadedConfig};
+use crate::config::{self, ConfigErrors, Invalid, Limits, LoadedConfig};
+use crate::crypto::key_store::PatientKeys;
 use crate::metrics::Metrics;
 use crate::policy::BreakGlassGrants;
 use crate::runtime::Runtime;
@@ -47,6 +48,9 @@ pub struct Shared {
     pub force_close: CancellationToken,
     /// Open break-glass grants; they outlive config reloads.
     pub grants: BreakGlassGrants,
+    /// Per-patient data keys, when field protection is configured; the store outlives
+    /// reloads (a reload re-reads the key ring).
+    pub keys: Option<Arc<PatientKeys>>,
     limits: Limits,
     connection_slots: Arc<Semaphore>,
     config_path: PathBuf,
@@ -74,6 +78,9 @@ impl Shared {
                 "listener addresses changed in the config; restart wardgate to apply them"
             );
         }
+        if let Err(errors) = self.reload_key_ring(&prepared.runtime) {
+            return Err(self.reload_failed(loaded.locate(errors)));
+        }
         self.runtime.store(Arc::new(prepared.runtime));
         self.tls.store(prepared.tls.config);
         if let Some(expiry) = prepared.tls.cert_not_after {
@@ -82,6 +89,41 @@ impl Shared {
         self.audit.reopen_sink();
         self.metrics.config_reloads.inc();
         tracing::info!(config = %self.config_path.display(), "config, policies and certificates reloaded");
+        Ok(())
+    }
+
+    /// Picks up a rotated key ring and rewraps the data keys under its newest version (in the
+    /// background: requests keep being served meanwhile).
+    fn reload_key_ring(&self, runtime: &Runtime) -> Result<(), Vec<Invalid>> {
+        let Some(protection) = &runtime.field_protection else {
+            return Ok(());
+        };
+        let Some(keys) = &self.keys else {
+            return Err(vec![Invalid::new(
+                "field_protection",
+                "field protection was added to a running gateway: restart wardgate to open the key store",
+            )]);
+        };
+        if keys.ring_source() != &protection.ring {
+            return Err(vec![Invalid::new(
+                "field_protection",
+                "the key ring's location changed: restart wardgate to apply it",
+            )]);
+        }
+        let newer = keys
+            .reload_ring()
+            .map_err(|err| vec![Invalid::new("field_protection", err.to_string())])?;
+        if newer {
+            let keys = keys.clone();
+            tokio::task::spawn_blocking(move || match keys.rewrap_all() {
+                Ok(count) => tracing::info!(
+                    count,
+                    version = keys.ring_version(),
+                    "data keys rewrapped under the new key ring version"
+                ),
+                Err(err) => tracing::error!("rewrapping data keys failed: {err}"),
+            });
+        }
         Ok(())
     }
 
@@ -172,6 +214,22 @@ impl RunningGateway {
         }
         let audit = Audit::start(&config.data_dir, &config.audit, metrics.clone())
             .map_err(|problems| loaded.locate(problems))?;
+        let keys = match &prepared.runtime.field_protection {
+            Some(protection) => Some(Arc::new(
+                PatientKeys::open(
+                    &config.data_dir,
+                    protection.ring.clone(),
+                    config
+                        .field_protection
+                        .as_ref()
+                        .map_or(1, |p| p.key_cache_capacity),
+                )
+                .map_err(|err| {
+                    loaded.locate(vec![Invalid::new("field_protection", err.to_string())])
+                })?,
+            )),
+            None => None,
+        };
         spawn_pruning(
             config.data_dir.clone(),
             audit.instance.clone(),
@@ -187,6 +245,7 @@ impl RunningGateway {
             graceful: CancellationToken::new(),
             force_close: CancellationToken::new(),
             grants: BreakGlassGrants::default(),
+            keys,
             limits: config.server.limits.clone(),
             connection_slots: Arc::new(Semaphore::new(config.server.limits.max_connections)),
             config_path: loaded.path.clone(),

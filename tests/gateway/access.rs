@@ -64,7 +64,8 @@ const REQUESTS: &[(Method, &str)] = &[
 /// 'A' allowed and forwarded, 'D' denied with 403. Written out by hand from the hospital
 /// rules, not computed: a patient reaches only their own data; clinicians only their
 /// department's patients, doctors also writing records and prescriptions, nurses writing
-/// records; pharmacists read prescriptions only; receptionists handle appointments only;
+/// records; pharmacists read prescriptions only; receptionists handle appointments and read
+/// patient details (with protected fields masked, where field rules apply);
 /// compliance and admin see statistics and no clinical data.
 const EXPECTED: &[&str] = &[
     //  1  2  3  4  5  6  7  8  9 10 11 12 13 14 15 16 17
@@ -72,7 +73,7 @@ const EXPECTED: &[&str] = &[
     "D  D  A  D  A  D  D  D  A  A  D  D  D  D  D  D  D", // doctor, cardiology
     "D  D  A  D  A  D  D  D  D  D  D  D  D  D  D  D  D", // nurse, cardiology
     "D  D  D  D  D  D  A  A  A  D  D  D  D  D  D  D  D", // pharmacist
-    "D  D  D  D  D  D  D  D  D  D  D  A  A  A  D  D  D", // receptionist
+    "D  D  D  D  D  D  D  D  D  D  D  A  A  A  D  A  D", // receptionist
     "D  D  D  D  D  D  D  D  D  D  D  D  D  D  A  D  D", // compliance officer
     "D  D  D  D  D  D  D  D  D  D  D  D  D  D  A  D  D", // admin
 ];

@@ -1,0 +1,270 @@
+//! A JSON document held as its own text: containers are split into members and elements, and
+//! every value keeps the exact bytes it was written with. Writing a document back reproduces
+//! untouched parts byte for byte (numbers of any size and precision, strings with any escapes),
+//! so the field transformer only ever changes the values its rules name.
+//!
+//! Parsing is strict: serde_json validates the whole text first (RFC 8259, UTF-8) and reports
+//! the line and column of an error; containers nest at most 128 deep; an object with a member
+//! name twice is refused, because two parsers may disagree about which of the two counts, and the
+//! one the gateway did not protect could be the one the backend stores.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+pub enum Node<'a> {
+    Object {
+        raw: &'a str,
+        members: Vec<(String, Node<'a>)>,
+        changed: bool,
+    },
+    Array {
+        raw: &'a str,
+        elements: Vec<Node<'a>>,
+        changed: bool,
+    },
+    /// A string, number, literal, or an untouched container: its exact text.
+    Leaf(&'a str),
+    /// A value the transformer replaced: its new JSON text.
+    Replaced(String),
+    /// A value the transformer removed: dropped from its object, `null` in an array.
+    Removed,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    #[error("invalid JSON: {0}")]
+    Syntax(String),
+    #[error("the member {name:?} appears twice in the object at {at}")]
+    DuplicateMember { name: String, at: String },
+}
+
+impl<'a> Node<'a> {
+    pub fn parse(text: &'a str) -> Result<Node<'a>, DocError> {
+        let root: &RawValue =
+            serde_json::from_str(text).map_err(|err| DocError::Syntax(err.to_string()))?;
+        build(root, &mut Vec::new())
+    }
+
+    /// The value's JSON text as it would be written now.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    /// The exact text of a value not changed (for encryption and hashing).
+    pub fn text(&self) -> Option<&'a str> {
+        match self {
+            Node::Object { raw, changed, .. } | Node::Array { raw, changed, .. } if !changed => {
+                Some(raw)
+            }
+            Node::Leaf(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The string's content when the value is a JSON string.
+    pub fn as_str(&self) -> Option<String> {
+        match self {
+            Node::Leaf(text) if text.starts_with('"') => serde_json::from_str(text).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn mark_changed(&mut self) {
+        if let Node::Object { changed, .. } | Node::Array { changed, .. } = self {
+            *changed = true;
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Node::Object {
+                raw,
+                changed: false,
+                ..
+            }
+            | Node::Array {
+                raw,
+                changed: false,
+                ..
+            } => out.push_str(raw),
+            Node::Object { members, .. } => {
+                out.push('{');
+                let mut first = true;
+                for (name, value) in members {
+                    if matches!(value, Node::Removed) {
+                        continue;
+                    }
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    out.push_str(&serde_json::to_string(name).unwrap_or_default());
+                    out.push(':');
+                    value.write(out);
+                }
+                out.push('}');
+            }
+            Node::Array { elements, .. } => {
+                out.push('[');
+                for (i, value) in elements.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    value.write(out);
+                }
+                out.push(']');
+            }
+            Node::Leaf(text) => out.push_str(text),
+            Node::Replaced(text) => out.push_str(text),
+            Node::Removed => out.push_str("null"),
+        }
+    }
+}
+
+/// Where a value sits, for error messages: `$.a.b[2]`.
+struct Location<'p>(&'p [String]);
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("$")?;
+        for step in self.0 {
+            f.write_str(step)?;
+        }
+        Ok(())
+    }
+}
+
+/// How deep containers may nest (serde_json's own limit for typed parsing).
+const MAX_DEPTH: usize = 128;
+
+fn build<'a>(raw: &'a RawValue, at: &mut Vec<String>) -> Result<Node<'a>, DocError> {
+    let text = raw.get().trim_matches(|c: char| c.is_ascii_whitespace());
+    if at.len() >= MAX_DEPTH && matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
+        return Err(DocError::Syntax(format!(
+            "containers nest deeper than {MAX_DEPTH} levels at {}",
+            Location(at)
+        )));
+    }
+    // The text was validated as a whole; re-reading its parts cannot fail on syntax.
+    let syntax = |err: serde_json::Error| DocError::Syntax(err.to_string());
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let Members(pairs) = serde_json::from_str(text).map_err(syntax)?;
+            let mut seen = HashSet::with_capacity(pairs.len());
+            let mut members = Vec::with_capacity(pairs.len());
+            for (name, value) in pairs {
+                if !seen.insert(name.clone()) {
+                    return Err(DocError::DuplicateMember {
+                        name,
+                        at: Location(at).to_string(),
+                    });
+                }
+                at.push(format!(".{name}"));
+                let node = build(value, at)?;
+                at.pop();
+                members.push((name, node));
+            }
+            Ok(Node::Object {
+                raw: text,
+                members,
+                changed: false,
+            })
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(syntax)?;
+            let mut elements = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                at.push(format!("[{i}]"));
+                elements.push(build(item, at)?);
+                at.pop();
+            }
+            Ok(Node::Array {
+                raw: text,
+                elements,
+                changed: false,
+            })
+        }
+        _ => Ok(Node::Leaf(text)),
+    }
+}
+
+/// An object's members in document order, duplicates included (a map would hide them).
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'de>, M::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry::<String, &'de RawValue>()? {
+                    pairs.push(pair);
+                }
+                Ok(Members(pairs))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untouched_documents_come_back_byte_for_byte() {
+        for text in [
+            r#"{"a": 1, "b" : [1.50, -0e+10, 123456789012345678901234567890], "c":"\u00e9\n"}"#,
+            r#"[true,false,null,{"x":{}}]"#,
+            r#""just a string""#,
+            "  17  ",
+        ] {
+            assert_eq!(Node::parse(text).unwrap().to_json(), text.trim());
+        }
+    }
+
+    #[test]
+    fn changed_containers_are_rewritten_and_the_rest_kept() {
+        let mut doc = Node::parse(r#"{"keep": {"n": 1.0E3}, "drop": 2, "list": [1, 2]}"#).unwrap();
+        if let Node::Object {
+            members, changed, ..
+        } = &mut doc
+        {
+            members[1].1 = Node::Removed;
+            if let Node::Array {
+                elements, changed, ..
+            } = &mut members[2].1
+            {
+                elements[0] = Node::Removed;
+                *changed = true;
+            }
+            *changed = true;
+        }
+        assert_eq!(doc.to_json(), r#"{"keep":{"n": 1.0E3},"list":[null,2]}"#);
+    }
+
+    #[test]
+    fn duplicates_and_syntax_errors_are_refused_with_where() {
+        let Err(DocError::DuplicateMember { name, at }) =
+            Node::parse(r#"{"a": {"id": 1, "i\u0064": 2}}"#)
+        else {
+            panic!("duplicate accepted");
+        };
+        assert_eq!((name.as_str(), at.as_str()), ("id", "$.a"));
+        let Err(DocError::Syntax(message)) = Node::parse("{\"a\": 1,\n \"b\": }") else {
+            panic!("bad JSON accepted");
+        };
+        assert!(message.contains("line 2 column"), "{message}");
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(Node::parse(&deep).is_err());
+    }
+}

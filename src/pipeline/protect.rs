@@ -1,0 +1,194 @@
+//! Stage 6, protect: the request body. On routes without field rules the body streams to the
+//! upstream untouched, within the route's size limit. On routes with field rules a JSON body
+//! is read whole (within the same limit) and every protected value is encrypted under the
+//! patient's data key before anything is forwarded; a body the gateway cannot read with
+//! certainty (another media type, another charset, a content encoding) is refused, so no
+//! spelling of a request gets a protected value to the upstream in plain.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+
+use super::route::Route;
+use super::{Rejection, RequestCtx};
+use crate::config::NonJsonBody;
+use crate::crypto::field_cipher::DataKey;
+use crate::crypto::fields::ProtectError;
+use crate::crypto::key_store::KeyStoreError;
+use crate::proxy::body::{full, read_whole, streaming, LimitedBody, ProxyBody, ReadError};
+use crate::proxy::headers::{content_encoding, json_media_type};
+use crate::server::Shared;
+
+/// Integrity headers that no longer match once a body is rewritten.
+const DIGEST_HEADERS: [&str; 4] = ["content-md5", "digest", "content-digest", "repr-digest"];
+
+pub async fn request_body(
+    gateway: &Shared,
+    ctx: &RequestCtx,
+    route: &Route,
+    request: Request<Incoming>,
+) -> Result<Request<ProxyBody>, Rejection> {
+    let (mut parts, body) = request.into_parts();
+    let limit = route.max_body_size;
+    if declared_length(&parts.headers).is_some_and(|length| length > limit) {
+        if parts.headers.get(header::EXPECT).is_none() {
+            discard(body).await;
+        }
+        return Err(Rejection::BodyTooLarge { limit });
+    }
+    if route.fields.is_empty() {
+        return Ok(Request::from_parts(
+            parts,
+            streaming(LimitedBody::new(body, limit)),
+        ));
+    }
+    // Responses are read for field rules too; ask the upstream not to compress them.
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    if body.is_end_stream() {
+        return Ok(Request::from_parts(parts, streaming(body)));
+    }
+    if let Some(encoding) = content_encoding(&parts.headers) {
+        return Err(Rejection::UnsupportedBody(format!(
+            "this route carries protected fields and does not accept compressed bodies (Content-Encoding: {encoding})"
+        )));
+    }
+    match json_media_type(&parts.headers) {
+        Ok(true) => {}
+        Ok(false) if route.non_json_body == NonJsonBody::Passthrough => {
+            return Ok(Request::from_parts(
+                parts,
+                streaming(LimitedBody::new(body, limit)),
+            ));
+        }
+        Ok(false) => {
+            return Err(Rejection::UnsupportedBody(
+                "this route carries protected fields and accepts JSON bodies only (Content-Type: application/json)".to_owned(),
+            ))
+        }
+        Err(reason) => return Err(Rejection::UnsupportedBody(reason)),
+    }
+
+    let bytes = read_whole(body, limit).await.map_err(|err| match err {
+        ReadError::TooLarge { limit } => Rejection::BodyTooLarge { limit },
+        ReadError::Failed => Rejection::BadBody("the body could not be read".to_owned()),
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|err| {
+        Rejection::BadBody(format!(
+            "JSON must be UTF-8; invalid byte at offset {}",
+            err.valid_up_to()
+        ))
+    })?;
+    let scope = patient_scope(gateway, ctx)?;
+    let key = match patient_key(gateway, &scope, true).await? {
+        KeyLookup::Key(key) => key,
+        KeyLookup::Shredded => return Err(Rejection::PatientErased),
+        KeyLookup::Missing => return Err(Rejection::KeysUnavailable),
+    };
+    let protected = route
+        .fields
+        .protect(text, &key, &scope)
+        .map_err(|err| match err {
+            ProtectError::Document(err) => Rejection::BadBody(err.to_string()),
+            ProtectError::PlantedCiphertext { .. } => Rejection::BadBody(err.to_string()),
+        })?;
+    let body = match protected {
+        Some(sealed) => {
+            gateway
+                .metrics
+                .field_operations
+                .with_label_values(&["encrypt"])
+                .inc();
+            for name in DIGEST_HEADERS {
+                parts.headers.remove(name);
+            }
+            Bytes::from(sealed)
+        }
+        None => bytes,
+    };
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, body.len().into());
+    Ok(Request::from_parts(parts, full(body)))
+}
+
+/// The scope ciphertexts are bound to: the patient's pseudonym (the key store never sees
+/// the plain id either).
+pub(super) fn patient_scope(gateway: &Shared, ctx: &RequestCtx) -> Result<String, Rejection> {
+    ctx.patient
+        .as_deref()
+        .map(|patient| gateway.audit.pseudonym(patient))
+        .ok_or(Rejection::Forbidden)
+}
+
+/// What the key store has for a patient.
+pub(super) enum KeyLookup {
+    Key(Arc<DataKey>),
+    /// No key was ever made (and none was to be made now).
+    Missing,
+    /// The key was destroyed (erasure).
+    Shredded,
+}
+
+/// The patient's data key: from memory when cached, otherwise from the key store on a
+/// blocking thread (a store read, or a write when `create` makes the key). A store that
+/// fails is a 503: nothing is forwarded or shown that the keys could not vouch for.
+pub(super) async fn patient_key(
+    gateway: &Shared,
+    scope: &str,
+    create: bool,
+) -> Result<KeyLookup, Rejection> {
+    let Some(keys) = &gateway.keys else {
+        return Err(Rejection::KeysUnavailable);
+    };
+    if let Some(key) = keys.cached(scope) {
+        return Ok(KeyLookup::Key(key));
+    }
+    let keys = keys.clone();
+    let patient = scope.to_owned();
+    let fetched = tokio::task::spawn_blocking(move || {
+        if create {
+            keys.key_for(&patient).map(Some)
+        } else {
+            keys.existing_key(&patient)
+        }
+    })
+    .await
+    .map_err(|_| Rejection::KeysUnavailable)?;
+    match fetched {
+        Ok(Some(key)) => Ok(KeyLookup::Key(key)),
+        Ok(None) => Ok(KeyLookup::Missing),
+        Err(KeyStoreError::Shredded) => Ok(KeyLookup::Shredded),
+        Err(err) => {
+            tracing::error!("the key store failed: {err}");
+            Err(Rejection::KeysUnavailable)
+        }
+    }
+}
+
+/// How much of a refused body is read and thrown away before answering.
+const DISCARD_LIMIT: usize = 256 * 1024;
+
+/// Reads and discards the start of a body that will not be forwarded, for at most a second,
+/// so a client still sending it reads our 413 rather than a connection reset (what nginx
+/// calls a lingering close). Clients that sent `Expect: 100-continue` never send it at all.
+async fn discard(body: Incoming) {
+    let read = http_body_util::Limited::new(body, DISCARD_LIMIT).collect();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
