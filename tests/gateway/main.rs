@@ -10,6 +10,7 @@ mod audit;
 mod config;
 mod cors;
 mod demo;
+mod fields;
 mod lifecycle;
 mod limits;
 mod metrics;
