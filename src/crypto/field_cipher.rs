@@ -6,31 +6,35 @@
 //! the format byte, the key id, the patient scope and the field name: a ciphertext moved to
 //! another patient or another field, or altered in any byte, fails to open.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
-use rand_core::{OsRng, RngCore};
+use rand::RngCore;
+use rand_core::OsRng;
 use zeroize::Zeroizing;
 
 pub const PREFIX: &str = "wg1:";
 const FORMAT: u8 = 1;
 const HEADER: usize = 1 + 4 + 12;
 
-/// A 256-bit data key and its id; the bytes are wiped when dropped.
+/// A 256-bit data key and its id, with its AES key schedule made once; the bytes and the
+/// schedule are wiped when dropped (aes-gcm's `zeroize` feature).
 pub struct DataKey {
     pub id: u32,
     bytes: Zeroizing<[u8; 32]>,
+    cipher: Aes256Gcm,
 }
 
 impl DataKey {
     pub fn new(id: u32, bytes: Zeroizing<[u8; 32]>) -> DataKey {
-        DataKey { id, bytes }
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes.as_ref()));
+        DataKey { id, bytes, cipher }
     }
 
     pub fn generate(id: u32) -> DataKey {
         let mut bytes = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(bytes.as_mut());
-        DataKey { id, bytes }
+        DataKey::new(id, bytes)
     }
 
     pub fn bytes(&self) -> &[u8; 32] {
@@ -75,28 +79,35 @@ fn aad(header: &[u8], scope: &str, field: &str) -> Vec<u8> {
 
 /// Encrypts a field's JSON text for `scope` (the patient) and `field` (its name).
 pub fn seal(key: &DataKey, scope: &str, field: &str, json: &[u8]) -> String {
+    let mut text = String::with_capacity(PREFIX.len() + (HEADER + json.len() + 16) * 4 / 3 + 4);
+    text.push_str(PREFIX);
+    seal_into(key, scope, field, json, &mut text);
+    text
+}
+
+/// [`seal`], appending the ciphertext's text (without the prefix) to `out`.
+pub fn seal_into(key: &DataKey, scope: &str, field: &str, json: &[u8], out: &mut String) {
     let mut header = [0u8; HEADER];
     header[0] = FORMAT;
     header[1..5].copy_from_slice(&key.id.to_be_bytes());
-    OsRng.fill_bytes(&mut header[5..HEADER]);
-    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.bytes()));
+    // Random 96-bit nonces from the thread's CSPRNG (ChaCha, seeded and reseeded from the
+    // operating system): no system call per value.
+    rand::thread_rng().fill_bytes(&mut header[5..HEADER]);
     let nonce = Nonce::from_slice(&header[5..HEADER]);
-    let sealed = cipher
-        .encrypt(
-            nonce,
-            Payload {
-                msg: json,
-                aad: &aad(&header, scope, field),
-            },
-        )
-        .unwrap_or_default();
-    let mut out = Vec::with_capacity(HEADER + sealed.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&sealed);
-    format!(
-        "{PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
-    )
+    let mut sealed = Vec::with_capacity(HEADER + json.len() + 16);
+    sealed.extend_from_slice(&header);
+    sealed.extend_from_slice(json);
+    let tag = key.cipher.encrypt_in_place_detached(
+        nonce,
+        &aad(&header, scope, field),
+        &mut sealed[HEADER..],
+    );
+    match tag {
+        Ok(tag) => sealed.extend_from_slice(&tag),
+        // Only for inputs beyond AES-GCM's 64 GiB limit, which no body reaches.
+        Err(_) => sealed.truncate(HEADER),
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&sealed, out);
 }
 
 /// Decrypts a ciphertext made by [`seal`] for the same scope and field.
@@ -112,8 +123,7 @@ pub fn open(
     if id != key.id {
         return Err(FieldCipherError::WrongKey(id));
     }
-    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.bytes()));
-    cipher
+    key.cipher
         .decrypt(
             Nonce::from_slice(&header[5..HEADER]),
             Payload {

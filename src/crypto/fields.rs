@@ -108,8 +108,12 @@ impl FieldRules {
             let Some(text) = node.text() else {
                 return Ok(());
             };
-            let sealed = field_cipher::seal(key, scope, name, text.as_bytes());
-            *node = Node::Replaced(format!("\"{sealed}\""));
+            let mut sealed = String::with_capacity(text.len() * 4 / 3 + 64);
+            sealed.push('"');
+            sealed.push_str(PREFIX);
+            field_cipher::seal_into(key, scope, name, text.as_bytes(), &mut sealed);
+            sealed.push('"');
+            *node = Node::Replaced(sealed);
             Ok(())
         })?;
         Ok(changed.then(|| doc.to_json()))
@@ -195,19 +199,17 @@ impl FieldRules {
             return Ok(true);
         }
         let mut visited = false;
-        let mut positions = Vec::new();
-        let mut next = Vec::new();
         let mut step_into = |step: Step<'_>, child: &mut Node<'a>| -> Result<bool, E> {
-            next.clear();
+            let mut next = Vec::new();
             for &(path, at) in states {
-                positions.clear();
-                self.paths[path].1.advance(at, step, &mut positions);
-                next.extend(positions.iter().map(|&position| (path, position)));
+                for position in self.paths[path].1.advance(at, step).into_iter().flatten() {
+                    next.push((path, position));
+                }
             }
             if next.is_empty() {
                 return Ok(false);
             }
-            self.walk(child, &next.clone(), visit)
+            self.walk(child, &next, visit)
         };
         match node {
             Node::Object { members, .. } => {
@@ -365,5 +367,83 @@ mod tests {
         );
         assert_eq!(shown.masked.len(), 2);
         assert!(shown.revealed.is_empty());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        /// Arbitrary JSON whose member names often hit the rules' paths.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                ".*".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(6, 64, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("phone".to_owned()),
+                            Just("a".to_owned()),
+                            Just("items".to_owned()),
+                            "[a-z\\u{4e00}-\\u{4e10}]{1,4}",
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn protect_then_reveal_is_the_identity_for_any_json(value in json(), pretty in any::<bool>()) {
+                let text = if pretty {
+                    serde_json::to_string_pretty(&value).unwrap()
+                } else {
+                    serde_json::to_string(&value).unwrap()
+                };
+                let rules = rules(&[("phone", &["$..phone"]), ("a", &["$.a", "$.items[*].a", "$[*]"])]);
+                let sealed = rules.protect(&text, &key(), "pt_1").unwrap();
+                let Some(sealed) = sealed else {
+                    return Ok(());
+                };
+                let shown = rules
+                    .reveal(&sealed, Ok(&key()), "pt_1", &mut plain_for_all, &no_hash)
+                    .unwrap();
+                prop_assert!(shown.failures.is_empty());
+                let body = shown.body.unwrap();
+                if !pretty {
+                    prop_assert_eq!(&body, &text);
+                }
+                let back: Value = serde_json::from_str(&body).unwrap();
+                prop_assert_eq!(back, value);
+            }
+
+            #[test]
+            fn any_single_byte_change_of_a_ciphertext_fails(
+                plain in ".*",
+                position in any::<prop::sample::Index>(),
+                flip in 1u8..=255,
+            ) {
+                use base64::Engine;
+                let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                let json = serde_json::to_string(&plain).unwrap();
+                let sealed = field_cipher::seal(&key(), "pt_1", "f", json.as_bytes());
+                let mut raw = engine.decode(&sealed[PREFIX.len()..]).unwrap();
+                let at = position.index(raw.len());
+                raw[at] ^= flip;
+                let changed = format!("{PREFIX}{}", engine.encode(&raw));
+                prop_assert!(field_cipher::open(&key(), "pt_1", "f", &changed).is_err());
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! name twice is refused, because two parsers may disagree about which of the two counts, and the
 //! one the gateway did not protect could be the one the backend stores.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -17,7 +18,7 @@ use serde_json::value::RawValue;
 pub enum Node<'a> {
     Object {
         raw: &'a str,
-        members: Vec<(String, Node<'a>)>,
+        members: Vec<(Cow<'a, str>, Node<'a>)>,
         changed: bool,
     },
     Array {
@@ -25,7 +26,7 @@ pub enum Node<'a> {
         elements: Vec<Node<'a>>,
         changed: bool,
     },
-    /// A string, number, literal, or an untouched container: its exact text.
+    /// A string, number or literal: its exact text.
     Leaf(&'a str),
     /// A value the transformer replaced: its new JSON text.
     Replaced(String),
@@ -37,22 +38,52 @@ pub enum Node<'a> {
 pub enum DocError {
     #[error("invalid JSON: {0}")]
     Syntax(String),
+    #[error("containers nest deeper than {MAX_DEPTH} levels at {at}")]
+    TooDeep { at: String },
     #[error("the member {name:?} appears twice in the object at {at}")]
     DuplicateMember { name: String, at: String },
 }
+
+impl DocError {
+    /// The error as seen one level up: its location gets the step into this value in front.
+    /// (Locations are only spelled out on the way out of an error, never on the happy path.)
+    fn under(mut self, step: &dyn fmt::Display) -> DocError {
+        if let DocError::TooDeep { at } | DocError::DuplicateMember { at, .. } = &mut self {
+            *at = match at.strip_prefix('$') {
+                Some(rest) => format!("${step}{rest}"),
+                None => at.clone(),
+            };
+        }
+        self
+    }
+}
+
+/// How deep containers may nest (serde_json's own limit for typed parsing).
+const MAX_DEPTH: usize = 128;
+
+/// Objects up to this size are checked for duplicate names pairwise, larger ones with a set.
+const SMALL_OBJECT: usize = 16;
 
 impl<'a> Node<'a> {
     pub fn parse(text: &'a str) -> Result<Node<'a>, DocError> {
         let root: &RawValue =
             serde_json::from_str(text).map_err(|err| DocError::Syntax(err.to_string()))?;
-        build(root, &mut Vec::new())
+        build(root, 0)
     }
 
     /// The value's JSON text as it would be written now.
     pub fn to_json(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.raw_len() + 256);
         self.write(&mut out);
         out
+    }
+
+    fn raw_len(&self) -> usize {
+        match self {
+            Node::Object { raw, .. } | Node::Array { raw, .. } | Node::Leaf(raw) => raw.len(),
+            Node::Replaced(text) => text.len(),
+            Node::Removed => 4,
+        }
     }
 
     /// The exact text of a value not changed (for encryption and hashing).
@@ -66,10 +97,18 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// The string's content when the value is a JSON string.
-    pub fn as_str(&self) -> Option<String> {
+    /// The string's content when the value is a JSON string (borrowed when it has no
+    /// escapes).
+    pub fn as_str(&self) -> Option<Cow<'a, str>> {
         match self {
-            Node::Leaf(text) if text.starts_with('"') => serde_json::from_str(text).ok(),
+            Node::Leaf(text) if text.starts_with('"') => {
+                let inner = &text[1..text.len() - 1];
+                if inner.contains('\\') {
+                    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+                } else {
+                    Some(Cow::Borrowed(inner))
+                }
+            }
             _ => None,
         }
     }
@@ -103,7 +142,7 @@ impl<'a> Node<'a> {
                         out.push(',');
                     }
                     first = false;
-                    out.push_str(&serde_json::to_string(name).unwrap_or_default());
+                    write_name(name, out);
                     out.push(':');
                     value.write(out);
                 }
@@ -126,47 +165,33 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Where a value sits, for error messages: `$.a.b[2]`.
-struct Location<'p>(&'p [String]);
-
-impl fmt::Display for Location<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("$")?;
-        for step in self.0 {
-            f.write_str(step)?;
-        }
-        Ok(())
+/// A member name as a JSON string: as is when nothing needs escaping (the usual case).
+fn write_name(name: &str, out: &mut String) {
+    if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(name);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(name).unwrap_or_default());
     }
 }
 
-/// How deep containers may nest (serde_json's own limit for typed parsing).
-const MAX_DEPTH: usize = 128;
-
-fn build<'a>(raw: &'a RawValue, at: &mut Vec<String>) -> Result<Node<'a>, DocError> {
+fn build<'a>(raw: &'a RawValue, depth: usize) -> Result<Node<'a>, DocError> {
     let text = raw.get().trim_matches(|c: char| c.is_ascii_whitespace());
-    if at.len() >= MAX_DEPTH && matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
-        return Err(DocError::Syntax(format!(
-            "containers nest deeper than {MAX_DEPTH} levels at {}",
-            Location(at)
-        )));
+    let container = matches!(text.as_bytes().first(), Some(b'{' | b'['));
+    if depth >= MAX_DEPTH && container {
+        return Err(DocError::TooDeep { at: "$".to_owned() });
     }
     // The text was validated as a whole; re-reading its parts cannot fail on syntax.
     let syntax = |err: serde_json::Error| DocError::Syntax(err.to_string());
     match text.as_bytes().first() {
         Some(b'{') => {
             let Members(pairs) = serde_json::from_str(text).map_err(syntax)?;
-            let mut seen = HashSet::with_capacity(pairs.len());
+            check_unique(&pairs)?;
             let mut members = Vec::with_capacity(pairs.len());
             for (name, value) in pairs {
-                if !seen.insert(name.clone()) {
-                    return Err(DocError::DuplicateMember {
-                        name,
-                        at: Location(at).to_string(),
-                    });
-                }
-                at.push(format!(".{name}"));
-                let node = build(value, at)?;
-                at.pop();
+                let node =
+                    build(value, depth + 1).map_err(|err| err.under(&Step::Member(&name)))?;
                 members.push((name, node));
             }
             Ok(Node::Object {
@@ -179,9 +204,7 @@ fn build<'a>(raw: &'a RawValue, at: &mut Vec<String>) -> Result<Node<'a>, DocErr
             let items: Vec<&RawValue> = serde_json::from_str(text).map_err(syntax)?;
             let mut elements = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                at.push(format!("[{i}]"));
-                elements.push(build(item, at)?);
-                at.pop();
+                elements.push(build(item, depth + 1).map_err(|err| err.under(&Step::Element(i)))?);
             }
             Ok(Node::Array {
                 raw: text,
@@ -193,8 +216,68 @@ fn build<'a>(raw: &'a RawValue, at: &mut Vec<String>) -> Result<Node<'a>, DocErr
     }
 }
 
+fn check_unique(pairs: &[(Cow<'_, str>, &RawValue)]) -> Result<(), DocError> {
+    let duplicate = if pairs.len() <= SMALL_OBJECT {
+        pairs
+            .iter()
+            .enumerate()
+            .find(|(i, (name, _))| pairs[..*i].iter().any(|(other, _)| other == name))
+            .map(|(_, (name, _))| name)
+    } else {
+        let mut seen = HashSet::with_capacity(pairs.len());
+        pairs
+            .iter()
+            .map(|(name, _)| name)
+            .find(|name| !seen.insert(*name))
+    };
+    match duplicate {
+        Some(name) => Err(DocError::DuplicateMember {
+            name: name.to_string(),
+            at: "$".to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One step into a value, for error locations: `.name` or `[3]`.
+enum Step<'n> {
+    Member(&'n str),
+    Element(usize),
+}
+
+impl fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Member(name) => write!(f, ".{name}"),
+            Step::Element(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
 /// An object's members in document order, duplicates included (a map would hide them).
-struct Members<'a>(Vec<(String, &'a RawValue)>);
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// A member name, borrowed from the document when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -205,9 +288,11 @@ impl<'de> Deserialize<'de> for Members<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'de>, M::Error> {
-                let mut pairs = Vec::new();
-                while let Some(pair) = map.next_entry::<String, &'de RawValue>()? {
-                    pairs.push(pair);
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((Name(name), value)) =
+                    map.next_entry::<Name<'de>, &'de RawValue>()?
+                {
+                    pairs.push((name, value));
                 }
                 Ok(Members(pairs))
             }

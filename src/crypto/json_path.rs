@@ -99,24 +99,22 @@ impl JsonPath {
         self.segments.len()
     }
 
-    /// The positions reached by taking `step` from position `at` (0 = the root), pushed to
-    /// `out`. A position equal to `len()` means the value at that step matches.
-    pub(crate) fn advance(&self, at: usize, step: Step<'_>, out: &mut Vec<usize>) {
+    /// The positions reached by taking `step` from position `at` (0 = the root): none, one,
+    /// or two (`..name` both matches here and keeps looking further down). A position equal
+    /// to `len()` means the value at that step matches.
+    pub(crate) fn advance(&self, at: usize, step: Step<'_>) -> [Option<usize>; 2] {
         let Some(segment) = self.segments.get(at) else {
-            return;
+            return [None, None];
         };
         match (segment, step) {
-            (Segment::Member(name), Step::Member(key)) if name == key => out.push(at + 1),
-            (Segment::Any, _) => out.push(at + 1),
-            (Segment::Index(n), Step::Element(i)) if *n == i => out.push(at + 1),
+            (Segment::Member(name), Step::Member(key)) if name == key => [Some(at + 1), None],
+            (Segment::Any, _) => [Some(at + 1), None],
+            (Segment::Index(n), Step::Element(i)) if *n == i => [Some(at + 1), None],
             (Segment::Descendant(name), step) => {
-                if matches!(step, Step::Member(key) if key == name) {
-                    out.push(at + 1);
-                }
-                // Still looking for it further down.
-                out.push(at);
+                let here = matches!(step, Step::Member(key) if key == name);
+                [here.then_some(at + 1), Some(at)]
             }
-            _ => {}
+            _ => [None, None],
         }
     }
 }
@@ -179,11 +177,10 @@ mod tests {
         let path = JsonPath::parse(path).unwrap();
         let mut positions = vec![0];
         for step in steps {
-            let mut next = Vec::new();
-            for at in positions {
-                path.advance(at, *step, &mut next);
-            }
-            positions = next;
+            positions = positions
+                .into_iter()
+                .flat_map(|at| path.advance(at, *step).into_iter().flatten())
+                .collect();
         }
         positions.contains(&path.len())
     }
