@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod runtime;
 pub mod server;
 pub mod store;

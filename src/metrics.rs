@@ -47,6 +47,14 @@ pub struct Metrics {
     pub field_crypto_failures: IntCounterVec,
     /// `operation`: encrypt, decrypt.
     pub field_operations: IntCounterVec,
+    /// `policy`, `key_kind`.
+    pub rate_limited: IntCounterVec,
+    /// `role`: subjects flagged for touching too many patients.
+    pub enumeration_alerts: IntCounterVec,
+    /// `scope`: global, upstream.
+    pub requests_shed: IntCounterVec,
+    /// `reason`: header_timeout, body_timeout, idle_timeout, tls_handshake, protocol_error.
+    pub connections_closed: IntCounterVec,
     pub audit_queue_depth: IntGauge,
     pub audit_commit_duration: Histogram,
     pub audit_chain_head_seq: IntGauge,
@@ -107,7 +115,34 @@ impl Metrics {
             ),
             &["operation"],
         );
+        let vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let rate_limited = vec(
+            "wardgate_rate_limited_total",
+            "Requests refused by a rate limit policy (429)",
+            &["policy", "key_kind"],
+        );
+        let enumeration_alerts = vec(
+            "wardgate_enumeration_alerts_total",
+            "Subjects flagged for touching more distinct patients than their role allows",
+            &["role"],
+        );
+        let requests_shed = vec(
+            "wardgate_requests_shed_total",
+            "Requests shed with 503 because too many were in progress",
+            &["scope"],
+        );
+        let connections_closed = vec(
+            "wardgate_connections_closed_total",
+            "Client connections closed by the gateway for misbehaviour or inactivity",
+            &["reason"],
+        );
         let metrics = Metrics {
+            rate_limited,
+            enumeration_alerts,
+            requests_shed,
+            connections_closed,
             field_crypto_failures: field_crypto_failures.expect("valid metric"),
             field_operations: field_operations.expect("valid metric"),
             requests_total: requests_total.expect("valid metric"),
@@ -223,6 +258,10 @@ impl Metrics {
             Box::new(self.audit_write_errors.clone()),
             Box::new(self.field_crypto_failures.clone()),
             Box::new(self.field_operations.clone()),
+            Box::new(self.rate_limited.clone()),
+            Box::new(self.enumeration_alerts.clone()),
+            Box::new(self.requests_shed.clone()),
+            Box::new(self.connections_closed.clone()),
             Box::new(self.audit_queue_depth.clone()),
             Box::new(self.audit_commit_duration.clone()),
             Box::new(self.audit_chain_head_seq.clone()),

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -19,6 +20,7 @@ use crate::policy::{BreakGlassRules, Policy, Question};
 use crate::proxy::headers::ResponseHeaders;
 use crate::proxy::identity_headers::{IdentitySigner, StripRules};
 use crate::proxy::upstream;
+use crate::ratelimit::{EnumerationDetector, RateLimits};
 
 pub struct Runtime {
     pub routes: RouteTable,
@@ -26,6 +28,7 @@ pub struct Runtime {
     pub trusted_proxies: Vec<IpNet>,
     pub response_headers: ResponseHeaders,
     pub idle_timeout: Duration,
+    pub body_read_timeout: Duration,
     pub identity: Option<Identity>,
     pub policy: Option<Policy>,
     /// A candidate policy asked alongside; it never decides.
@@ -39,6 +42,8 @@ pub struct Runtime {
     /// How protected fields are shown to callers who may not reveal them, and the limits of
     /// the bodies the gateway reads to apply field rules.
     pub field_protection: Option<FieldProtection>,
+    pub rate_limits: RateLimits,
+    pub enumeration: Option<Arc<EnumerationDetector>>,
 }
 
 pub struct FieldProtection {
@@ -161,6 +166,7 @@ impl Runtime {
                     trusted_proxies: config.server.trusted_proxies.clone(),
                     response_headers,
                     idle_timeout: config.server.limits.idle_timeout.0,
+                    body_read_timeout: config.server.limits.body_read_timeout.0,
                     identity,
                     policy,
                     shadow_policy,
@@ -173,6 +179,11 @@ impl Runtime {
                     signer,
                     admin_token,
                     field_protection,
+                    rate_limits: RateLimits::build(&config.rate_limits),
+                    enumeration: config
+                        .enumeration
+                        .as_ref()
+                        .map(|c| Arc::new(EnumerationDetector::new(c))),
                 })
             }
             _ => Err(problems.0),
@@ -181,5 +192,17 @@ impl Runtime {
 
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Keeps the state that must outlive a reload from the runtime in force: the counts of
+    /// unchanged rate limit policies and, when its settings are the same, the enumeration
+    /// detector's windows.
+    pub fn carry_over(&mut self, previous: &Runtime) {
+        self.rate_limits.carry_over(&previous.rate_limits);
+        if let (Some(new), Some(old)) = (&mut self.enumeration, &previous.enumeration) {
+            if new.config == old.config {
+                *new = old.clone();
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use source_map::{Position, SourceMap};
-pub use units::{ByteSize, HumanDuration, Method};
+pub use units::{ByteSize, HumanDuration, Method, Rate};
 
 /// One problem in a config file, placed where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::units::{ByteSize, HumanDuration, Method};
+use super::units::{ByteSize, HumanDuration, Method, Rate};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +41,12 @@ pub struct Config {
     /// the policy does not let reveal it. Routes name the fields their bodies carry.
     #[serde(default)]
     pub field_protection: Option<FieldProtectionConfig>,
+    /// Rate limit policies (governor GCRA), attached to routes.
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
+    /// Patient-enumeration detection: a subject touching too many distinct patients.
+    #[serde(default)]
+    pub enumeration: Option<EnumerationConfig>,
 }
 
 impl Config {
@@ -177,6 +183,75 @@ pub enum RedactMode {
     Remove,
 }
 
+/// Named rate limit policies and the ones routes get by default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub policies: BTreeMap<String, RateLimitPolicyConfig>,
+    /// Policies applied to every route that does not list its own.
+    pub default: Vec<String>,
+    /// Distinct keys each policy tracks at most; more share buckets (bounded memory).
+    pub max_keys: usize,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig {
+            policies: BTreeMap::new(),
+            default: Vec::new(),
+            max_keys: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPolicyConfig {
+    /// What is counted: `client_ip`, `subject`, `route` or `subject_patient`.
+    pub key: RateLimitKey,
+    /// Sustained rate: `100/min`.
+    pub rate: Rate,
+    /// Requests allowed at once above the rate (at least 1; default: the rate's count).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitKey {
+    /// The client's address (the real client behind `server.trusted_proxies`).
+    ClientIp,
+    /// The authenticated subject (anonymous callers are keyed by address).
+    Subject,
+    /// The route, whoever calls it.
+    Route,
+    /// One subject reading one patient's data.
+    SubjectPatient,
+}
+
+impl RateLimitKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitKey::ClientIp => "client_ip",
+            RateLimitKey::Subject => "subject",
+            RateLimitKey::Route => "route",
+            RateLimitKey::SubjectPatient => "subject_patient",
+        }
+    }
+}
+
+/// Patient-enumeration detection.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnumerationConfig {
+    /// The window distinct patients are counted in.
+    #[serde(default = "defaults::enumeration_window")]
+    pub window: HumanDuration,
+    /// Distinct patients a subject may touch per window, by role (`default` for the others);
+    /// the most permissive of a subject's roles applies.
+    pub max_patients: BTreeMap<String, usize>,
+}
+
 /// What a route with field rules does with a request body that is not JSON.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -275,6 +350,14 @@ pub struct Limits {
     pub max_body_size: ByteSize,
     pub max_connections: usize,
     pub http2_max_concurrent_streams: u32,
+    /// Time a request body may go without sending anything before the request is dropped.
+    pub body_read_timeout: HumanDuration,
+    /// Requests in progress at once, over all connections; past it requests are shed (503).
+    pub max_in_flight: usize,
+    /// HTTP/2 streams a client may reset before they are accepted, and streams the gateway
+    /// may reset for protocol errors, before the connection is closed (rapid-reset floods).
+    pub http2_max_pending_reset_streams: usize,
+    pub http2_max_local_error_reset_streams: usize,
 }
 
 impl Default for Limits {
@@ -287,6 +370,10 @@ impl Default for Limits {
             max_body_size: ByteSize(1024 * 1024),
             max_connections: 10_000,
             http2_max_concurrent_streams: 100,
+            body_read_timeout: HumanDuration(Duration::from_secs(30)),
+            max_in_flight: 4096,
+            http2_max_pending_reset_streams: 20,
+            http2_max_local_error_reset_streams: 100,
         }
     }
 }
@@ -389,6 +476,9 @@ pub struct UpstreamConfig {
     /// Speak HTTP/2 to this upstream (prior knowledge over plain TCP, ALPN over TLS).
     #[serde(default)]
     pub http2: bool,
+    /// Requests in progress to this upstream at once; past it requests are shed (503).
+    #[serde(default = "defaults::upstream_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -467,6 +557,9 @@ pub struct RouteConfig {
     /// `reject` (415, the default) or `passthrough` for request bodies that are not JSON.
     #[serde(default)]
     pub non_json_body: NonJsonBody,
+    /// Rate limit policies for this route (instead of `rate_limits.default`); `[]` for none.
+    #[serde(default)]
+    pub rate_limits: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -654,6 +747,12 @@ impl IdentityDefaults {
 mod defaults {
     use super::*;
 
+    pub fn enumeration_window() -> HumanDuration {
+        HumanDuration(Duration::from_secs(600))
+    }
+    pub fn upstream_max_in_flight() -> usize {
+        1024
+    }
     pub fn key_cache_capacity() -> usize {
         10_000
     }

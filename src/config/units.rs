@@ -31,6 +31,38 @@ impl<'de> Deserialize<'de> for HumanDuration {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
+/// A rate: `100/min`, `10/s`, `5000/h` (count per second, minute or hour).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let invalid = || {
+            de::Error::custom(format!(
+                "invalid rate {text:?}: write a count per s, min or h, such as 100/min"
+            ))
+        };
+        let (count, unit) = text.split_once('/').ok_or_else(invalid)?;
+        let count: u32 = count.trim().parse().map_err(|_| invalid())?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(invalid()),
+        };
+        if count == 0 {
+            return Err(de::Error::custom(format!(
+                "invalid rate {text:?}: the count must be at least 1"
+            )));
+        }
+        Ok(Rate { count, per })
+    }
+}
+
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct SizeVisitor;

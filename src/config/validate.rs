@@ -20,6 +20,7 @@ pub fn validate(config: &Config) -> Vec<Invalid> {
     check_access_control(config, &mut problems);
     check_audit(config, &mut problems);
     check_field_protection(config, &mut problems);
+    check_rate_limits(config, &mut problems);
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Invalid::new(
             "log.level",
@@ -379,6 +380,12 @@ fn check_field_protection(config: &Config, problems: &mut Vec<Invalid>) {
                 "a route with field rules cannot be `auth: none`",
             ));
         }
+        if route.websocket {
+            problems.push(Invalid::new(
+                &key,
+                "field rules cannot apply to WebSocket messages: a route with fields cannot be `websocket: true`",
+            ));
+        }
         for (name, paths) in &route.fields {
             if !protection.fields.contains_key(name) {
                 let known: Vec<&str> = protection.fields.keys().map(String::as_str).collect();
@@ -401,6 +408,78 @@ fn check_field_protection(config: &Config, problems: &mut Vec<Invalid>) {
                     problems.push(Invalid::new(format!("{key}.{name}[{j}]"), err.to_string()));
                 }
             }
+        }
+    }
+}
+
+fn check_rate_limits(config: &Config, problems: &mut Vec<Invalid>) {
+    let limits = &config.rate_limits;
+    let known: Vec<&str> = limits.policies.keys().map(String::as_str).collect();
+    let mut check_names = |key: String, names: &[String]| {
+        for (i, name) in names.iter().enumerate() {
+            if !limits.policies.contains_key(name) {
+                problems.push(Invalid::new(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "unknown rate limit policy {name:?} (rate_limits.policies defines: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    };
+    check_names("rate_limits.default".to_owned(), &limits.default);
+    for (i, route) in config.routes.iter().enumerate() {
+        if let Some(names) = &route.rate_limits {
+            check_names(format!("routes[{i}].rate_limits"), names);
+        }
+    }
+    for (name, policy) in &limits.policies {
+        if policy.burst == Some(0) {
+            problems.push(Invalid::new(
+                format!("rate_limits.policies.{name}.burst"),
+                "must be at least 1",
+            ));
+        }
+    }
+    if limits.max_keys == 0 {
+        problems.push(Invalid::new("rate_limits.max_keys", "must be at least 1"));
+    }
+    if config.server.limits.max_in_flight == 0 {
+        problems.push(Invalid::new(
+            "server.limits.max_in_flight",
+            "must be at least 1",
+        ));
+    }
+    for (name, upstream) in &config.upstreams {
+        if upstream.max_in_flight == 0 {
+            problems.push(Invalid::new(
+                format!("upstreams.{name}.max_in_flight"),
+                "must be at least 1",
+            ));
+        }
+    }
+    if let Some(enumeration) = &config.enumeration {
+        if enumeration.max_patients.is_empty() {
+            problems.push(Invalid::new(
+                "enumeration.max_patients",
+                "give a limit per role, or `default`",
+            ));
+        }
+        for (role, max) in &enumeration.max_patients {
+            if *max == 0 {
+                problems.push(Invalid::new(
+                    format!("enumeration.max_patients.{role}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if enumeration.window.0.is_zero() {
+            problems.push(Invalid::new("enumeration.window", "must be longer than 0s"));
         }
     }
 }

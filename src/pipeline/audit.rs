@@ -55,7 +55,7 @@ fn record(gateway: &Shared, ctx: &RequestCtx, status: StatusCode) -> AuditRecord
         subject: principal.map(|p| p.subject.clone()),
         roles: principal.map(|p| p.roles.clone()).unwrap_or_default(),
         auth_method: principal.map(|p| p.method.as_str().to_owned()),
-        client: ctx.peer.ip().to_string(),
+        client: ctx.client.to_string(),
         method: ctx.method.to_string(),
         route: route.map(|r| r.name.clone()),
         template: route.map(|r| r.template.clone()),

@@ -235,6 +235,26 @@ fn break_glass(
 
 /// Reads the patient or department a request names. A header is believed only from a service
 /// account; a value must be plain (no spaces or control characters).
+/// The patient a request names, for the limit stage (a request naming none, or naming it
+/// badly, is left to authorization to refuse).
+pub(super) fn patient_of(
+    route: &Route,
+    ctx: &RequestCtx,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<String> {
+    extract(
+        "patient",
+        route.patient.as_ref(),
+        ctx.principal.as_ref(),
+        &ctx.params,
+        query,
+        headers,
+    )
+    .ok()
+    .flatten()
+}
+
 fn extract(
     what: &'static str,
     source: Option<&ValueSource>,

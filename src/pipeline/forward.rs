@@ -125,6 +125,13 @@ fn upstream_failed(
         .upstream_errors
         .with_label_values(&[upstream, err.kind()])
         .inc();
+    if matches!(err, UpstreamError::Overloaded) {
+        gateway
+            .metrics
+            .requests_shed
+            .with_label_values(&["upstream"])
+            .inc();
+    }
     tracing::warn!(
         request_id = ctx.request_id.to_str().unwrap_or_default(),
         upstream,

@@ -4,20 +4,20 @@
 //! audit record, then security headers, the request id, CORS response headers, metrics and
 //! the access log line.
 //!
-//! The stage still to come (limit) slots in at its numbered place of `../shared/DESIGN.md`.
 
 mod audit;
 pub mod authorize;
 mod cors;
 mod forward;
 mod identify;
+mod limit;
 mod normalize;
 mod protect;
 mod rejection;
 mod reveal;
 mod route;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -44,6 +44,8 @@ pub struct RequestCtx {
     pub request_id: HeaderValue,
     pub started: Instant,
     pub peer: SocketAddr,
+    /// The real client's address: the peer, or behind a trusted proxy the address it names.
+    pub client: IpAddr,
     pub method: Method,
     pub route: Option<Arc<Route>>,
     /// Template parameters of the matched route (`patient_id` -> value).
@@ -87,6 +89,9 @@ pub async fn handle(
         request_id: headers::request_id(request.headers()),
         started: Instant::now(),
         peer: conn.peer,
+        client: headers::client_ip(conn.peer.ip(), request.headers(), |ip| {
+            runtime.is_trusted_proxy(ip)
+        }),
         method: request.method().clone(),
         route: None,
         params: Vec::new(),
@@ -106,7 +111,21 @@ pub async fn handle(
         flags: Vec::new(),
     };
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let response = match stages(gateway, &runtime, conn, &mut ctx, request).await {
+    // 0 shed: past `max_in_flight` requests in progress, refuse at once (503) rather than
+    //   queue work the backend cannot take; the admin listener is separate and never shed.
+    let in_flight = gateway.in_flight.clone().try_acquire_owned();
+    let outcome = match in_flight {
+        Ok(_permit) => stages(gateway, &runtime, conn, &mut ctx, request).await,
+        Err(_) => {
+            gateway
+                .metrics
+                .requests_shed
+                .with_label_values(&["global"])
+                .inc();
+            Err(Rejection::Overloaded("global"))
+        }
+    };
+    let response = match outcome {
         Ok(response) => response,
         Err(rejection) => {
             ctx.rejected = Some(rejection.kind());
@@ -162,6 +181,17 @@ async fn stages(
     ctx.principal =
         identify::identify(gateway, runtime, conn, ctx, &route, request.headers()).await?;
 
+    // 4 limit: after identify, so limits can count per subject; before authorize and
+    //   anything costlier, so a flood is refused cheaply.
+    limit::check(
+        gateway,
+        runtime,
+        ctx,
+        &route,
+        request.uri().query(),
+        request.headers(),
+    )?;
+
     // 5 authorize: deny by default; the route names resource and action, the request the
     //   patient; nothing reaches an upstream without an allowing rule (or break-glass).
     authorize::authorize(
@@ -180,7 +210,8 @@ async fn stages(
 
     // 6 protect: after authorization (nothing is read or encrypted for a caller who may not
     //   write), before forwarding: a protected value never reaches the upstream in plain.
-    let request = protect::request_body(gateway, ctx, &route, request).await?;
+    let request =
+        protect::request_body(gateway, ctx, &route, request, runtime.body_read_timeout).await?;
 
     // 7 forward: headers that clients could spoof are replaced on the way out, and the
     //   verified identity is sent along, signed.

@@ -19,7 +19,9 @@ use crate::config::NonJsonBody;
 use crate::crypto::field_cipher::DataKey;
 use crate::crypto::fields::ProtectError;
 use crate::crypto::key_store::KeyStoreError;
-use crate::proxy::body::{full, read_whole, streaming, LimitedBody, ProxyBody, ReadError};
+use crate::proxy::body::{
+    full, read_whole, streaming, LimitedBody, ProxyBody, ReadError, TimedBody,
+};
 use crate::proxy::headers::{content_encoding, json_media_type};
 use crate::server::Shared;
 
@@ -31,8 +33,10 @@ pub async fn request_body(
     ctx: &RequestCtx,
     route: &Route,
     request: Request<Incoming>,
+    body_read_timeout: std::time::Duration,
 ) -> Result<Request<ProxyBody>, Rejection> {
-    let (mut parts, body) = request.into_parts();
+    let (mut parts, incoming) = request.into_parts();
+    let body = TimedBody::new(incoming, body_read_timeout);
     let limit = route.max_body_size;
     if declared_length(&parts.headers).is_some_and(|length| length > limit) {
         if parts.headers.get(header::EXPECT).is_none() {
@@ -77,6 +81,7 @@ pub async fn request_body(
 
     let bytes = read_whole(body, limit).await.map_err(|err| match err {
         ReadError::TooLarge { limit } => Rejection::BodyTooLarge { limit },
+        ReadError::TimedOut => Rejection::BodyTimeout,
         ReadError::Failed => Rejection::BadBody("the body could not be read".to_owned()),
     })?;
     let text = std::str::from_utf8(&bytes).map_err(|err| {
@@ -179,7 +184,7 @@ const DISCARD_LIMIT: usize = 256 * 1024;
 /// Reads and discards the start of a body that will not be forwarded, for at most a second,
 /// so a client still sending it reads our 413 rather than a connection reset (what nginx
 /// calls a lingering close). Clients that sent `Expect: 100-continue` never send it at all.
-async fn discard(body: Incoming) {
+async fn discard(body: TimedBody<Incoming>) {
     let read = http_body_util::Limited::new(body, DISCARD_LIMIT).collect();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
 }

@@ -8,6 +8,7 @@ use crate::config::ValueFrom;
 use crate::identity::AuthError;
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::upstream::UpstreamError;
+use crate::ratelimit::Limited;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
@@ -51,6 +52,18 @@ pub enum Rejection {
     /// reason is logged): it is not released.
     #[error("the upstream response could not be processed")]
     UnprocessableResponse(&'static str),
+    #[error("rate limit exceeded ({}); retry in {}s", .0.policy, retry_secs(.0.retry_after))]
+    RateLimited(Limited),
+    /// Too many requests in progress (`scope`: global or upstream): shed before the backend.
+    #[error("the service is overloaded; retry shortly")]
+    Overloaded(&'static str),
+    #[error("the request body stopped arriving")]
+    BodyTimeout,
+}
+
+/// Whole seconds to wait, rounded up (a client retrying early would be refused again).
+fn retry_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 fn from_name(from: ValueFrom) -> &'static str {
@@ -65,6 +78,8 @@ impl From<UpstreamError> for Rejection {
     fn from(err: UpstreamError) -> Self {
         match err {
             UpstreamError::RequestBodyTooLarge { limit } => Rejection::BodyTooLarge { limit },
+            UpstreamError::RequestBodyTimeout => Rejection::BodyTimeout,
+            UpstreamError::Overloaded => Rejection::Overloaded("upstream"),
             other => Rejection::Upstream(other),
         }
     }
@@ -84,12 +99,17 @@ impl Rejection {
                 }
                 UpstreamError::Connect | UpstreamError::Broken => StatusCode::BAD_GATEWAY,
                 UpstreamError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                UpstreamError::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+                UpstreamError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             },
             Rejection::BadBody(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedBody(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::PatientErased => StatusCode::GONE,
             Rejection::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UnprocessableResponse(_) => StatusCode::BAD_GATEWAY,
+            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden | Rejection::BreakGlassReason { .. } => StatusCode::FORBIDDEN,
             Rejection::MissingScope { .. } => StatusCode::BAD_REQUEST,
@@ -105,7 +125,9 @@ impl Rejection {
             | Rejection::MissingScope { .. }
             | Rejection::BadBody(_)
             | Rejection::UnsupportedBody(_)
-            | Rejection::PatientErased => "rejected",
+            | Rejection::PatientErased
+            | Rejection::BodyTimeout => "rejected",
+            Rejection::RateLimited(_) => "rate_limited",
             Rejection::NoRoute | Rejection::MethodNotAllowed { .. } => "unmatched",
             Rejection::CorsDenied | Rejection::Forbidden | Rejection::BreakGlassReason { .. } => {
                 "deny"
@@ -113,7 +135,9 @@ impl Rejection {
             Rejection::Unauthenticated(_) => "unauthenticated",
             // Authorized, then the upstream failed: the status tells.
             Rejection::Upstream(_) | Rejection::UnprocessableResponse(_) => "allow",
-            Rejection::AuditUnavailable | Rejection::KeysUnavailable => "unavailable",
+            Rejection::AuditUnavailable | Rejection::KeysUnavailable | Rejection::Overloaded(_) => {
+                "unavailable"
+            }
         }
     }
 
@@ -136,6 +160,9 @@ impl Rejection {
             Rejection::PatientErased => "patient_erased",
             Rejection::KeysUnavailable => "keys_unavailable",
             Rejection::UnprocessableResponse(reason) => reason,
+            Rejection::RateLimited(_) => "rate_limited",
+            Rejection::Overloaded(_) => "shed",
+            Rejection::BodyTimeout => "body_timeout",
         }
     }
 
@@ -161,7 +188,10 @@ impl Rejection {
             | Rejection::UnsupportedBody(_)
             | Rejection::PatientErased
             | Rejection::KeysUnavailable
-            | Rejection::UnprocessableResponse(_) => self.to_string(),
+            | Rejection::UnprocessableResponse(_)
+            | Rejection::RateLimited(_)
+            | Rejection::Overloaded(_)
+            | Rejection::BodyTimeout => self.to_string(),
         }
     }
 
@@ -176,6 +206,29 @@ impl Rejection {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(err.challenge()),
                 );
+            }
+            Rejection::RateLimited(limited) => {
+                // RFC 9110 Retry-After, and the IETF httpapi draft's RateLimit-Policy and
+                // RateLimit fields (structured: the policy, its quota and window; what remains
+                // and when it resets).
+                let wait = retry_secs(limited.retry_after);
+                let headers = response.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
+                let policy = format!(
+                    "\"{}\";q={};w={}",
+                    limited.policy, limited.quota, limited.window_secs
+                );
+                let state = format!("\"{}\";r=0;t={wait}", limited.policy);
+                for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        headers.insert(name, value);
+                    }
+                }
+            }
+            Rejection::Overloaded(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -34,6 +34,8 @@ pub struct Route {
     /// Sensitive JSON fields of the route's bodies (empty: bodies stream untouched).
     pub fields: FieldRules,
     pub non_json_body: NonJsonBody,
+    /// Rate limit policies by name; `None`: `rate_limits.default`.
+    pub rate_limits: Option<Vec<String>>,
 }
 
 impl Route {
@@ -156,6 +158,7 @@ impl RouteTable {
                 ),
                 fields: field_rules(&key, &route.fields, &mut problems),
                 non_json_body: route.non_json_body,
+                rate_limits: route.rate_limits.clone(),
             }));
         }
         let mut router = matchit::Router::new();

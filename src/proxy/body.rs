@@ -1,8 +1,10 @@
 //! Body types: one boxed body for everything the proxy sends, and a length limit that is
 //! enforced while the body streams (a chunked upload has no length to check up front).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -55,24 +57,103 @@ impl BodyTooLarge {
     }
 }
 
+/// The error a [`TimedBody`] yields when nothing arrived for its timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no part of the request body arrived for {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
+impl BodyTimeout {
+    /// Whether `error` or one of its causes is a [`BodyTimeout`].
+    pub fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+        std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<BodyTimeout>())
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Passes frames through and fails when none arrives for `timeout` (a client trickling
+    /// a body, or stalling it, to hold a connection and a request slot: slowloris).
+    pub struct TimedBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        deadline: tokio::time::Sleep,
+        timeout: Duration,
+    }
+}
+
+impl<B> TimedBody<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        TimedBody {
+            inner,
+            deadline: tokio::time::sleep(timeout),
+            timeout,
+        }
+    }
+}
+
+impl<B> Body for TimedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + *this.timeout;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(frame.map(|result| result.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(*this.timeout))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Why a body could not be read whole.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadError {
     TooLarge { limit: u64 },
+    TimedOut,
     Failed,
 }
 
 /// Reads a whole body of at most `limit` bytes (for the field rules, which need all of it).
 pub async fn read_whole<B>(body: B, limit: u64) -> Result<Bytes, ReadError>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     use http_body_util::BodyExt;
-    let mut body = body;
+    let mut body = Box::pin(body);
     let mut collected = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return Err(ReadError::Failed);
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(err) => {
+                let err: BoxError = err.into();
+                return Err(if BodyTimeout::caused(err.as_ref()) {
+                    ReadError::TimedOut
+                } else {
+                    ReadError::Failed
+                });
+            }
         };
         if let Ok(data) = frame.into_data() {
             if (collected.len() + data.len()) as u64 > limit {

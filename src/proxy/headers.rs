@@ -108,6 +108,34 @@ pub fn set_forwarded(
     }
 }
 
+/// The real client's address: the peer's, unless the peer is a trusted proxy; then the
+/// nearest address in `X-Forwarded-For` (read from the right) that is not a trusted proxy.
+/// Addresses a client wrote further left are never believed over those a proxy appended.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+    if !trusted(peer) {
+        return peer;
+    }
+    let chain = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|entry| entry.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    let mut nearest = peer;
+    for entry in chain.into_iter().rev() {
+        let Some(address) = entry else {
+            // A malformed entry: nothing further left can be trusted either.
+            break;
+        };
+        nearest = address;
+        if !trusted(address) {
+            break;
+        }
+    }
+    nearest
+}
+
 fn insert_text(headers: &mut HeaderMap, name: &HeaderName, text: &str) {
     if let Ok(value) = HeaderValue::from_str(text) {
         headers.insert(name.clone(), value);

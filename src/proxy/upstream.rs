@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::body::{BodyTooLarge, ProxyBody};
+use super::body::{BodyTimeout, BodyTooLarge, ProxyBody};
 use crate::config::{Invalid, UpstreamConfig};
 
 /// Why an upstream call failed; each maps to a status in one place (`pipeline::rejection`).
@@ -30,6 +30,10 @@ pub enum UpstreamError {
     Broken,
     #[error("the request body is larger than {limit} bytes")]
     RequestBodyTooLarge { limit: u64 },
+    #[error("the client stopped sending the request body")]
+    RequestBodyTimeout,
+    #[error("too many requests in progress to the upstream")]
+    Overloaded,
 }
 
 impl UpstreamError {
@@ -41,6 +45,8 @@ impl UpstreamError {
             UpstreamError::ResponseTimeout => "response_timeout",
             UpstreamError::Broken => "broken",
             UpstreamError::RequestBodyTooLarge { .. } => "request_body_too_large",
+            UpstreamError::RequestBodyTimeout => "request_body_timeout",
+            UpstreamError::Overloaded => "overloaded",
         }
     }
 }
@@ -53,6 +59,8 @@ pub struct Upstream {
     path_prefix: String,
     response_timeout: Duration,
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    /// Requests in progress to this upstream, at most `max_in_flight`.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Upstream {
@@ -111,6 +119,7 @@ impl Upstream {
             path_prefix: uri.path().trim_end_matches('/').to_owned(),
             response_timeout: config.response_timeout.0,
             client,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         })
     }
 
@@ -135,6 +144,10 @@ impl Upstream {
         &self,
         request: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        // Past the cap, shed rather than queue: the backend is already as busy as allowed.
+        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
+            return Err(UpstreamError::Overloaded);
+        };
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Err(_elapsed) => Err(UpstreamError::ResponseTimeout),
             Ok(Ok(response)) => Ok(response),
@@ -146,6 +159,9 @@ impl Upstream {
 fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamError {
     if let Some(limit) = BodyTooLarge::caused(err) {
         return UpstreamError::RequestBodyTooLarge { limit };
+    }
+    if BodyTimeout::caused(err) {
+        return UpstreamError::RequestBodyTimeout;
     }
     let timed_out = std::iter::successors(std::error::Error::source(err), |e| e.source())
         .filter_map(|e| e.downcast_ref::<std::io::Error>())

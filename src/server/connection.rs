@@ -29,11 +29,21 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             Ok(Ok(tls)) => tls,
             Ok(Err(err)) => {
                 shared.metrics.tls_handshake_errors.inc();
+                shared
+                    .metrics
+                    .connections_closed
+                    .with_label_values(&["tls_handshake"])
+                    .inc();
                 tracing::debug!(client = %peer.ip(), error = %err, "TLS handshake failed");
                 return;
             }
             Err(_elapsed) => {
                 shared.metrics.tls_handshake_errors.inc();
+                shared
+                    .metrics
+                    .connections_closed
+                    .with_label_values(&["tls_handshake"])
+                    .inc();
                 tracing::debug!(client = %peer.ip(), "TLS handshake timed out");
                 return;
             }
@@ -73,6 +83,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
+        .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
         .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
     let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
     let connection = builder.serve_connection_with_upgrades(io, service);
@@ -85,11 +97,14 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             result = connection.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(client = %peer.ip(), error = %err, "connection ended with an error");
+                    let reason = closed_reason(err.as_ref());
+                    shared.metrics.connections_closed.with_label_values(&[reason]).inc();
                 }
                 break;
             }
             () = activity.idle_expired(idle_timeout), if !closing => {
                 closing = true;
+                shared.metrics.connections_closed.with_label_values(&["idle_timeout"]).inc();
                 connection.as_mut().graceful_shutdown();
             }
             () = shared.graceful.cancelled(), if !closing => {
@@ -98,6 +113,20 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             }
             () = shared.force_close.cancelled() => break,
         }
+    }
+}
+
+/// Why a connection that ended in an error was closed: a client too slow to send its
+/// headers (slowloris), or a protocol violation (malformed HTTP, an HTTP/2 reset flood).
+fn closed_reason(err: &(dyn std::error::Error + 'static)) -> &'static str {
+    let hyper_error = std::iter::successors(Some(err), |e| e.source())
+        .find_map(|e| e.downcast_ref::<hyper::Error>());
+    match hyper_error {
+        Some(err) if err.is_timeout() => "header_timeout",
+        Some(err) if err.is_incomplete_message() || err.is_closed() || err.is_canceled() => {
+            "client_gone"
+        }
+        _ => "protocol_error",
     }
 }
 

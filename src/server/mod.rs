@@ -48,6 +48,8 @@ pub struct Shared {
     pub force_close: CancellationToken,
     /// Open break-glass grants; they outlive config reloads.
     pub grants: BreakGlassGrants,
+    /// Requests in progress, at most `server.limits.max_in_flight` (a restart resizes it).
+    pub in_flight: Arc<Semaphore>,
     /// Per-patient data keys, when field protection is configured; the store outlives
     /// reloads (a reload re-reads the key ring).
     pub keys: Option<Arc<PatientKeys>>,
@@ -81,7 +83,9 @@ impl Shared {
         if let Err(errors) = self.reload_key_ring(&prepared.runtime) {
             return Err(self.reload_failed(loaded.locate(errors)));
         }
-        self.runtime.store(Arc::new(prepared.runtime));
+        let mut runtime = prepared.runtime;
+        runtime.carry_over(&self.runtime.load());
+        self.runtime.store(Arc::new(runtime));
         self.tls.store(prepared.tls.config);
         if let Some(expiry) = prepared.tls.cert_not_after {
             self.metrics.tls_cert_expiry.set(expiry);
@@ -142,6 +146,23 @@ impl Shared {
             files.extend(loaded.config.referenced_files());
         }
         files
+    }
+}
+
+/// Every 10 seconds: evicts idle rate limit buckets and expired enumeration windows, so
+/// their memory follows the traffic.
+async fn housekeeping(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let runtime = shared.runtime.load();
+        runtime.rate_limits.evict_idle();
+        if let Some(detector) = &runtime.enumeration {
+            detector.evict_expired();
+        }
     }
 }
 
@@ -245,6 +266,7 @@ impl RunningGateway {
             graceful: CancellationToken::new(),
             force_close: CancellationToken::new(),
             grants: BreakGlassGrants::default(),
+            in_flight: Arc::new(Semaphore::new(config.server.limits.max_in_flight)),
             keys,
             limits: config.server.limits.clone(),
             connection_slots: Arc::new(Semaphore::new(config.server.limits.max_connections)),
@@ -252,6 +274,7 @@ impl RunningGateway {
             listen: (config.server.listen, config.admin.listen),
             reloading: tokio::sync::Mutex::new(()),
         });
+        tokio::spawn(housekeeping(Arc::downgrade(&shared)));
         if let Some(every) = config.reload.watch_interval() {
             tokio::spawn(watch_files(Arc::downgrade(&shared), every));
         }

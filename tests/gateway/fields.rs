@@ -636,6 +636,13 @@ fn field_rules_that_cannot_work_are_config_errors_with_their_line() {
             good.replace("redact: remove", "redact: plain"),
             "`plain` is granted by the policy",
         ),
+        (
+            good.replace(
+                "      phone: [\"$..phone\"]\n",
+                "      phone: [\"$..phone\"]\n    websocket: true\n",
+            ),
+            "cannot be `websocket: true`",
+        ),
     ];
     for (yaml, message) in cases {
         let path = write_config(&pki, &yaml);
