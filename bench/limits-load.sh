@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Load run: the rate limiter's cost. The demo (release build) runs without rate limits; a
+# second gateway runs the demo's config plus three policies on every route (per address, per
+# subject, per subject and patient) and the enumeration detector, with quotas high enough that
+# nothing is refused, so what differs is the counting. wrk reads a patient's records through
+# each, one after the other. Prints both wrk summaries.
+#
+#   bash bench/limits-load.sh [seconds] [connections]
+#
+# Installs wrk from Debian's packages when it is missing. Traffic stays on 127.0.0.1; both
+# processes are stopped by PID at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-15}
+connections=${2:-64}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --quiet
+bin=target/release/wardgate
+
+out=$(mktemp)
+"$bin" demo --listen 127.0.0.1:18443 --admin 127.0.0.1:19090 --backend 127.0.0.1:18081 >"$out" 2>/dev/null &
+demo=$!
+limited=""
+trap 'kill $demo $limited 2>/dev/null; wait $demo $limited 2>/dev/null; rm -f "$out"' EXIT
+for _ in $(seq 1 100); do grep -q "Press Ctrl-C" "$out" && break; sleep 0.1; done
+config=$(grep -o '/[^ ]*/demo.yaml' "$out" | head -1)
+dir=$(dirname "$config")
+
+sed -e 's/127.0.0.1:18443/127.0.0.1:28443/' -e 's/127.0.0.1:19090/127.0.0.1:29090/' \
+    -e 's/^data_dir: .*/data_dir: data-limited/' "$config" >"$dir/limited.yaml"
+cat >>"$dir/limited.yaml" <<'YAML'
+rate_limits:
+  policies:
+    per-ip: { key: client_ip, rate: 1000000/s }
+    per-subject: { key: subject, rate: 1000000/s }
+    per-patient: { key: subject_patient, rate: 1000000/s }
+  default: [per-ip, per-subject, per-patient]
+enumeration:
+  window: 10m
+  max_patients: { default: 1000 }
+YAML
+"$bin" run --config "$dir/limited.yaml" 2>/dev/null &
+limited=$!
+for _ in $(seq 1 100); do curl -sf http://127.0.0.1:29090/readyz >/dev/null && break; sleep 0.1; done
+
+token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 1h)
+for run in "rate limits off:18443" "rate limits on (3 policies + enumeration):28443"; do
+  echo; echo "== ${run%%:*}: wrk ${seconds}s, ${connections} connections, GET /api/patients/p-1001/records"
+  wrk -t2 -c"$connections" -d"${seconds}s" --latency -H "authorization: Bearer $token" \
+    "https://127.0.0.1:${run##*:}/api/patients/p-1001/records" | sed -n '1,16p'
+done
+curl -s http://127.0.0.1:29090/metrics | grep -E '^wardgate_rate_limited_total' || echo "(nothing was rate limited)"
