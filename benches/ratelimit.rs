@@ -56,7 +56,10 @@ fn flood(_c: &mut Criterion) {
     let started = Instant::now();
     let mut refused = 0u64;
     for key in 0..10_000_000u64 {
-        if policy.check(key.wrapping_mul(0x9e37_79b9_7f4a_7c15)).is_err() {
+        if policy
+            .check(key.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .is_err()
+        {
             refused += 1;
         }
     }

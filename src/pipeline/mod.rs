@@ -137,6 +137,13 @@ pub async fn handle(
                     .with_label_values(&[reason.kind()])
                     .inc();
             }
+            if let Rejection::BodyTimeout = &rejection {
+                gateway
+                    .metrics
+                    .connections_closed
+                    .with_label_values(&["body_timeout"])
+                    .inc();
+            }
             rejection.into_response(&ctx.request_id)
         }
     };

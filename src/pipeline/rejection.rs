@@ -230,6 +230,12 @@ impl Rejection {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Rejection::BodyTimeout => {
+                // The rest of the body may still trickle in: the connection cannot be reused.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         response

@@ -393,6 +393,14 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     let response = String::from_utf8_lossy(&out);
     assert_eq!(raw_status(&response), 408, "{response}");
     assert!(response.contains("the request body stopped arriving"));
+    assert_eq!(
+        metric(
+            &gateway,
+            "wardgate_connections_closed_total{reason=\"body_timeout\"}"
+        )
+        .await,
+        1.0
+    );
     assert!(
         metric(
             &gateway,
