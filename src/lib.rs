@@ -16,6 +16,7 @@ pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod erasure;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

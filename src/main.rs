@@ -47,6 +47,91 @@ enum Command {
     /// Field encryption keys: the key ring and the per-patient data keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Patient erasure requests, through the admin API of a running gateway.
+    Erasure(ErasureArgs),
+}
+
+#[derive(clap::Args)]
+struct ErasureArgs {
+    /// The admin listener of the running gateway.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
+    admin: String,
+    /// The file holding the admin token (admin.token_file).
+    #[arg(
+        long,
+        global = true,
+        default_value = "/etc/wardgate/secrets/admin-token"
+    )]
+    token_file: PathBuf,
+    #[command(subcommand)]
+    command: ErasureCommand,
+}
+
+#[derive(Subcommand)]
+enum ErasureCommand {
+    /// Submit a request; printed once it is stored (202).
+    Submit {
+        #[arg(long)]
+        patient: String,
+        /// Who asks: the patient, a guardian, ...
+        #[arg(long)]
+        requester: String,
+        /// How the request came in: app, counter, mail, ...
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        reason: String,
+        /// A reference to the identity verification done for the requester.
+        #[arg(long)]
+        verification_ref: String,
+        /// The staff member entering it.
+        #[arg(long)]
+        submitted_by: String,
+        /// Print only the new request's id (for scripts).
+        #[arg(long)]
+        id_only: bool,
+    },
+    /// Every request, newest first.
+    List {
+        /// Print only the ids, one per line.
+        #[arg(long)]
+        ids: bool,
+    },
+    /// One request, with each system's step.
+    Show { id: String },
+    /// Approve (the two-person rule: not by the submitter).
+    Approve {
+        id: String,
+        #[arg(long)]
+        approver: String,
+    },
+    Reject {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Cancel {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The signed receipt of a finished request.
+    Receipt {
+        id: String,
+        /// Wait up to this many seconds for the request to finish.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Check a receipt's signature with the gateway's key (from the config); exit 1 if it fails.
+    VerifyReceipt {
+        file: PathBuf,
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,7 +318,123 @@ fn main() -> ExitCode {
         )),
         Command::Audit(AuditCommand::Keygen { dir }) => report(audit_keygen(&dir)),
         Command::Keys(command) => report(keys(command)),
+        Command::Erasure(args) => block_on(erasure(args)),
     }
+}
+
+async fn erasure(args: ErasureArgs) -> anyhow::Result<ExitCode> {
+    use http::Method;
+    use serde_json::json;
+    if let ErasureCommand::VerifyReceipt { file, config } = &args.command {
+        let loaded = match load_config(config) {
+            Ok(loaded) => loaded,
+            Err(code) => return Ok(code),
+        };
+        let key = wardgate::audit::load_signing_key(&loaded.config.audit.signing_key_file)
+            .map_err(anyhow::Error::msg)?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        return Ok(
+            match wardgate::erasure::receipt::Receipt::verify(&text, &key.verifying_key()) {
+                Ok(receipt) => {
+                    println!(
+                        "ok: receipt of {} ({}, {} systems, {} retained), signed by {}",
+                        receipt.request_id,
+                        receipt.outcome,
+                        receipt.systems.len(),
+                        receipt.retained.len(),
+                        receipt.signer
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    println!("FAILED: {err}");
+                    ExitCode::FAILURE
+                }
+            },
+        );
+    }
+    let client = wardgate::admin::client::AdminClient::new(&args.admin, &args.token_file)?;
+    let base = "/admin/erasure-requests";
+    let field = |text: &str, name: &str| -> Option<String> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        value[name].as_str().map(str::to_owned)
+    };
+    if let ErasureCommand::Receipt { id, wait } = &args.command {
+        if *wait > 0 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(*wait);
+            loop {
+                match client
+                    .call(Method::GET, &format!("{base}/{id}/receipt"), None)
+                    .await
+                {
+                    Ok(receipt) => {
+                        println!("{receipt}");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(wardgate::admin::client::ClientError::Refused { status, .. })
+                        if status == http::StatusCode::CONFLICT
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+    }
+    let (method, path, body) = match &args.command {
+        ErasureCommand::Submit {
+            patient,
+            requester,
+            channel,
+            reason,
+            verification_ref,
+            submitted_by,
+            ..
+        } => (
+            Method::POST,
+            base.to_owned(),
+            Some(
+                json!({"patient_id": patient, "requester": requester, "channel": channel,
+                        "reason": reason, "verification_ref": verification_ref,
+                        "submitted_by": submitted_by}),
+            ),
+        ),
+        ErasureCommand::List { .. } => (Method::GET, base.to_owned(), None),
+        ErasureCommand::Show { id } => (Method::GET, format!("{base}/{id}"), None),
+        ErasureCommand::Approve { id, approver } => (
+            Method::POST,
+            format!("{base}/{id}/approve"),
+            Some(json!({ "approver": approver })),
+        ),
+        ErasureCommand::Reject { id, by, reason } => (
+            Method::POST,
+            format!("{base}/{id}/reject"),
+            Some(json!({ "by": by, "reason": reason })),
+        ),
+        ErasureCommand::Cancel { id, by, reason } => (
+            Method::POST,
+            format!("{base}/{id}/cancel"),
+            Some(json!({ "by": by, "reason": reason })),
+        ),
+        ErasureCommand::Receipt { id, .. } => (Method::GET, format!("{base}/{id}/receipt"), None),
+        ErasureCommand::VerifyReceipt { .. } => return Ok(ExitCode::FAILURE),
+    };
+    let answer = client.call(method, &path, body).await?;
+    match &args.command {
+        ErasureCommand::Submit { id_only: true, .. } => {
+            println!("{}", field(&answer, "id").unwrap_or_default());
+        }
+        ErasureCommand::List { ids: true } => {
+            let list: Vec<serde_json::Value> = serde_json::from_str(&answer).unwrap_or_default();
+            for request in list {
+                println!("{}", request["id"].as_str().unwrap_or_default());
+            }
+        }
+        _ => println!("{answer}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {

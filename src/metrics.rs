@@ -55,6 +55,12 @@ pub struct Metrics {
     pub requests_shed: IntCounterVec,
     /// `reason`: header_timeout, body_timeout, idle_timeout, tls_handshake, protocol_error.
     pub connections_closed: IntCounterVec,
+    /// `state`: erasure requests in each state.
+    pub erasure_requests: prometheus::IntGaugeVec,
+    /// Open erasure requests past their due time.
+    pub erasure_overdue: IntGauge,
+    /// `system`: failed erasure attempts (deletion or verification).
+    pub erasure_step_failures: IntCounterVec,
     pub audit_queue_depth: IntGauge,
     pub audit_commit_duration: Histogram,
     pub audit_chain_head_seq: IntGauge,
@@ -138,7 +144,23 @@ impl Metrics {
             "Client connections closed by the gateway for misbehaviour or inactivity",
             &["reason"],
         );
+        let erasure_step_failures = vec(
+            "wardgate_erasure_step_failures_total",
+            "Failed erasure attempts (deletion or verification), by system",
+            &["system"],
+        );
         let metrics = Metrics {
+            erasure_requests: prometheus::IntGaugeVec::new(
+                Opts::new("wardgate_erasure_requests", "Erasure requests by state"),
+                &["state"],
+            )
+            .expect("valid metric"),
+            erasure_overdue: IntGauge::new(
+                "wardgate_erasure_overdue",
+                "Open erasure requests past their due time",
+            )
+            .expect("valid metric"),
+            erasure_step_failures,
             rate_limited,
             enumeration_alerts,
             requests_shed,
@@ -262,6 +284,9 @@ impl Metrics {
             Box::new(self.enumeration_alerts.clone()),
             Box::new(self.requests_shed.clone()),
             Box::new(self.connections_closed.clone()),
+            Box::new(self.erasure_requests.clone()),
+            Box::new(self.erasure_overdue.clone()),
+            Box::new(self.erasure_step_failures.clone()),
             Box::new(self.audit_queue_depth.clone()),
             Box::new(self.audit_commit_duration.clone()),
             Box::new(self.audit_chain_head_seq.clone()),

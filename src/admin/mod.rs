@@ -1,6 +1,7 @@
 //! The admin listener, on its own address (loopback by default): `/healthz` (the process
 //! answers), `/readyz` (the proxy listener is accepting), `/metrics` (Prometheus text), and
-//! `POST /admin/reload` (behind the bearer token in `admin.token_file`).
+//! `POST /admin/reload` and the erasure API (`erasure.rs`), both behind the bearer token in
+//! `admin.token_file`.
 //! It stays up through the shutdown grace period so probes see "not ready" while draining.
 
 use std::convert::Infallible;
@@ -17,6 +18,9 @@ use tokio::net::TcpListener;
 use crate::proxy::body::{full, ProxyBody};
 use crate::server::Shared;
 
+pub mod client;
+mod erasure;
+
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let accepted = tokio::select! {
@@ -30,7 +34,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, &request).await) }
+                async move { Ok::<_, Infallible>(answer(&shared, request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -41,10 +45,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ProxyBody> {
+async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBody> {
+    if request.uri().path().starts_with("/admin/erasure-requests") {
+        if let Some(refused) = refuse_unauthorized(shared, &request) {
+            return refused;
+        }
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        return erasure::answer(shared, &method, &path, request.into_body()).await;
+    }
     match (request.method(), request.uri().path()) {
         (&Method::POST, "/admin/reload") => {
-            if let Some(refused) = refuse_unauthorized(shared, request) {
+            if let Some(refused) = refuse_unauthorized(shared, &request) {
                 return refused;
             }
             match shared.reload().await {

@@ -47,6 +47,9 @@ pub struct Config {
     /// Patient-enumeration detection: a subject touching too many distinct patients.
     #[serde(default)]
     pub enumeration: Option<EnumerationConfig>,
+    /// Patient erasure workflows: the systems holding patient data and how to erase them.
+    #[serde(default)]
+    pub erasure: Option<ErasureConfig>,
 }
 
 impl Config {
@@ -238,6 +241,105 @@ impl RateLimitKey {
             RateLimitKey::SubjectPatient => "subject_patient",
         }
     }
+}
+
+/// Patient erasure workflows.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureConfig {
+    /// A request is due this long after it was received.
+    #[serde(default = "defaults::erasure_due")]
+    pub due_within: HumanDuration,
+    /// The approver must differ from the submitter.
+    #[serde(default = "defaults::yes")]
+    pub two_person_rule: bool,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Data classes that must be kept (clinical records kept for years by law): systems
+    /// holding them are not erased, and the receipt says what was kept and why.
+    #[serde(default)]
+    pub legal_holds: Vec<LegalHold>,
+    /// Systems holding patient data, by name.
+    pub systems: BTreeMap<String, ErasureSystem>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per step (deletion or verification) before it fails.
+    pub max_attempts: u32,
+    pub initial_backoff: HumanDuration,
+    pub max_backoff: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 8,
+            initial_backoff: HumanDuration(Duration::from_secs(1)),
+            max_backoff: HumanDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegalHold {
+    pub data_class: String,
+    /// Why the data must be kept (the law or rule), as the receipt will state it.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureSystem {
+    /// What the system holds (`consultation_records`, `billing`), for legal holds.
+    #[serde(default = "defaults::data_class")]
+    pub data_class: String,
+    /// The call that deletes the patient's data.
+    pub delete: HttpCall,
+    /// The probe that shows it is gone.
+    #[serde(default)]
+    pub verify: Option<HttpProbe>,
+}
+
+/// An HTTP call to a system; `{patient_id}` in the URL is replaced by the patient's id.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCall {
+    #[serde(default = "defaults::delete_method")]
+    pub method: Method,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A file holding a bearer token sent as `Authorization`.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Statuses that mean done (404: already gone, which makes a repeat harmless).
+    #[serde(default = "defaults::delete_statuses")]
+    pub success_status: Vec<u16>,
+    #[serde(default = "defaults::erasure_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// A verification probe: the expected status, and optionally a JSON path that must be absent
+/// from the body.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    #[serde(default = "defaults::get_method")]
+    pub method: Method,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default = "defaults::probe_status")]
+    pub expect_status: u16,
+    #[serde(default)]
+    pub absent: Option<String>,
+    #[serde(default = "defaults::erasure_timeout")]
+    pub timeout: HumanDuration,
 }
 
 /// Patient-enumeration detection.
@@ -747,6 +849,30 @@ impl IdentityDefaults {
 mod defaults {
     use super::*;
 
+    pub fn erasure_due() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30 * 24 * 3600))
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn data_class() -> String {
+        "personal_data".to_owned()
+    }
+    pub fn delete_method() -> Method {
+        Method(http::Method::DELETE)
+    }
+    pub fn get_method() -> Method {
+        Method(http::Method::GET)
+    }
+    pub fn delete_statuses() -> Vec<u16> {
+        vec![200, 202, 204, 404]
+    }
+    pub fn probe_status() -> u16 {
+        404
+    }
+    pub fn erasure_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
     pub fn enumeration_window() -> HumanDuration {
         HumanDuration(Duration::from_secs(600))
     }

@@ -21,6 +21,7 @@ pub fn validate(config: &Config) -> Vec<Invalid> {
     check_audit(config, &mut problems);
     check_field_protection(config, &mut problems);
     check_rate_limits(config, &mut problems);
+    check_erasure(config, &mut problems);
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Invalid::new(
             "log.level",
@@ -481,5 +482,41 @@ fn check_rate_limits(config: &Config, problems: &mut Vec<Invalid>) {
         if enumeration.window.0.is_zero() {
             problems.push(Invalid::new("enumeration.window", "must be longer than 0s"));
         }
+    }
+}
+
+fn check_erasure(config: &Config, problems: &mut Vec<Invalid>) {
+    let Some(erasure) = &config.erasure else {
+        return;
+    };
+    if erasure.systems.is_empty() {
+        problems.push(Invalid::new(
+            "erasure.systems",
+            "name at least one system that holds patient data",
+        ));
+    }
+    if erasure.retry.max_attempts == 0 {
+        problems.push(Invalid::new(
+            "erasure.retry.max_attempts",
+            "must be at least 1",
+        ));
+    }
+    for (i, hold) in erasure.legal_holds.iter().enumerate() {
+        if !erasure
+            .systems
+            .values()
+            .any(|system| system.data_class == hold.data_class)
+        {
+            problems.push(Invalid::new(
+                format!("erasure.legal_holds[{i}].data_class"),
+                format!("no system holds data class {:?}", hold.data_class),
+            ));
+        }
+    }
+    if config.admin.token_file.is_none() {
+        problems.push(Invalid::new(
+            "erasure",
+            "erasure requests go through the admin API: set admin.token_file",
+        ));
     }
 }

@@ -119,6 +119,36 @@ impl JsonPath {
     }
 }
 
+impl JsonPath {
+    /// Whether the path selects anything in `value` (for erasure probes: "this field must be
+    /// gone").
+    pub fn selects_in(&self, value: &serde_json::Value) -> bool {
+        fn walk(path: &JsonPath, value: &serde_json::Value, positions: &[usize]) -> bool {
+            if positions.contains(&path.len()) {
+                return true;
+            }
+            let step_into = |step: Step<'_>, child: &serde_json::Value| {
+                let next: Vec<usize> = positions
+                    .iter()
+                    .flat_map(|&at| path.advance(at, step).into_iter().flatten())
+                    .collect();
+                !next.is_empty() && walk(path, child, &next)
+            };
+            match value {
+                serde_json::Value::Object(members) => members
+                    .iter()
+                    .any(|(name, child)| step_into(Step::Member(name), child)),
+                serde_json::Value::Array(elements) => elements
+                    .iter()
+                    .enumerate()
+                    .any(|(i, child)| step_into(Step::Element(i), child)),
+                _ => false,
+            }
+        }
+        walk(self, value, &[0])
+    }
+}
+
 fn dotted_name(chars: &[char], from: usize) -> Option<(String, usize)> {
     let end = chars[from.min(chars.len())..]
         .iter()

@@ -93,6 +93,7 @@ impl Demo {
         write("upstream-signing.key", &signing_key)?;
         crate::audit::keys::generate(dir.path())?;
         crate::crypto::manage::init(&dir.path().join("kek-ring.json"))?;
+        write("admin-token", &format!("{}", uuid::Uuid::new_v4().simple()))?;
 
         let backend = DemoBackend::start(options.backend)
             .await
@@ -175,6 +176,11 @@ impl Demo {
         let backend = format!("http://{}", self.backend.addr);
         let wardgate = shell_quote(&self.wardgate);
         let config = shell_quote(&self.dir.path().join("demo.yaml"));
+        let receipt = shell_quote(&self.dir.path().join("erasure-receipt.json"));
+        let erasure = format!(
+            "{wardgate} erasure --admin {admin} --token-file {}",
+            shell_quote(&self.dir.path().join("admin-token"))
+        );
         let get = |token: &str, path: &str| {
             format!("curl --cacert {ca} -H \"authorization: Bearer ${token}_TOKEN\" {base}{path}")
         };
@@ -262,6 +268,26 @@ impl Demo {
                 "compliance: is the audit trail intact?",
                 format!("{wardgate} audit verify --config {config}"),
                 "ok: instance",
+            ),
+            example(
+                "erasure: patient p-1002 asks to be deleted; a clerk submits, an officer approves (two people)",
+                format!("{erasure} approve \"$({erasure} submit --patient p-1002 --requester 'patient Zhang Min' --channel app --reason 'withdrew consent' --verification-ref 'ID card checked, ticket 4471' --submitted-by clerk-liu --id-only)\" --approver officer-sun"),
+                "\"state\": \"approved\"",
+            ),
+            example(
+                "erasure: the signed receipt once every system is erased and verified",
+                format!("{erasure} receipt \"$({erasure} list --ids | head -1)\" --wait 30 | tee {receipt}"),
+                "\"outcome\": \"completed\"",
+            ),
+            example(
+                "erasure: anyone can check the receipt's signature",
+                format!("{wardgate} erasure verify-receipt {receipt} --config {config}"),
+                "ok: receipt of er-",
+            ),
+            example(
+                "erasure: the patient's data now answers 410 Gone",
+                status("PHARMACIST", "/api/patients/p-1002/prescriptions"),
+                "410",
             ),
         ]
     }

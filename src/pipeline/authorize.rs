@@ -168,10 +168,22 @@ pub fn authorize(
     if decision.relation == Relation::BreakGlass {
         ctx.relations.insert(0, Relation::BreakGlass);
     }
+    // An erased patient's data is gone: callers who could reach it are told so (410), and
+    // nothing is forwarded (no new data is stored for them either). Others just get 403.
+    let erased = allowed
+        && match (&gateway.erasure, patient.as_deref()) {
+            (Some(erasure), Some(patient)) => {
+                erasure.has_erased_patients()
+                    && erasure.is_erased(&gateway.audit.pseudonym(patient))
+            }
+            _ => false,
+        };
     ctx.patient = patient;
     ctx.decision = Some(decision);
     ctx.break_glass_reason = break_glass_reason;
-    if allowed {
+    if erased {
+        Err(Rejection::PatientErased)
+    } else if allowed {
         Ok(())
     } else {
         Err(Rejection::Forbidden)

@@ -100,6 +100,13 @@ impl BreakGlassGrants {
             .map(|grant| grant.reason.clone())
     }
 
+    /// Closes every grant for a patient (erasure).
+    pub fn revoke_patient(&self, patient: &str) {
+        if let Ok(mut grants) = self.grants.lock() {
+            grants.retain(|(_, granted), _| granted != patient);
+        }
+    }
+
     pub fn open(
         &self,
         subject: &str,

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::audit::Audit;
 use crate::config::{self, ConfigErrors, Invalid, Limits, LoadedConfig};
 use crate::crypto::key_store::PatientKeys;
+use crate::erasure::Erasure;
 use crate::metrics::Metrics;
 use crate::policy::BreakGlassGrants;
 use crate::runtime::Runtime;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub force_close: CancellationToken,
     /// Open break-glass grants; they outlive config reloads.
     pub grants: BreakGlassGrants,
+    /// Erasure workflows, when configured (a restart applies changes to their systems).
+    pub erasure: Option<Arc<Erasure>>,
     /// Requests in progress, at most `server.limits.max_in_flight` (a restart resizes it).
     pub in_flight: Arc<Semaphore>,
     /// Per-patient data keys, when field protection is configured; the store outlives
@@ -251,6 +254,18 @@ impl RunningGateway {
             )),
             None => None,
         };
+        let erasure = match &config.erasure {
+            Some(erasure) => {
+                let key = crate::audit::load_signing_key(&config.audit.signing_key_file).map_err(
+                    |msg| loaded.locate(vec![Invalid::new("audit.signing_key_file", msg)]),
+                )?;
+                Some(Arc::new(
+                    Erasure::open(&config.data_dir, erasure, key)
+                        .map_err(|problems| loaded.locate(problems))?,
+                ))
+            }
+            None => None,
+        };
         spawn_pruning(
             config.data_dir.clone(),
             audit.instance.clone(),
@@ -267,6 +282,7 @@ impl RunningGateway {
             force_close: CancellationToken::new(),
             grants: BreakGlassGrants::default(),
             in_flight: Arc::new(Semaphore::new(config.server.limits.max_in_flight)),
+            erasure,
             keys,
             limits: config.server.limits.clone(),
             connection_slots: Arc::new(Semaphore::new(config.server.limits.max_connections)),
@@ -275,6 +291,7 @@ impl RunningGateway {
             reloading: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(housekeeping(Arc::downgrade(&shared)));
+        crate::erasure::spawn(&shared);
         if let Some(every) = config.reload.watch_interval() {
             tokio::spawn(watch_files(Arc::downgrade(&shared), every));
         }
