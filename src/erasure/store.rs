@@ -144,8 +144,8 @@ impl ErasureStore {
             )?;
             for step in &request.steps {
                 transaction.execute(
-                    "INSERT INTO steps (request_id, system, kind, state) VALUES (?1, ?2, ?3, ?4)",
-                    params![request.id, step.system, step.kind, step.state],
+                    "INSERT INTO steps (request_id, system, kind, state, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![request.id, step.system, step.kind, step.state, step.detail],
                 )?;
             }
             transaction.commit()

@@ -11,6 +11,7 @@ mod audit;
 mod config;
 mod cors;
 mod demo;
+mod erasure;
 mod fields;
 mod lifecycle;
 mod limits;
