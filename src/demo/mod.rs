@@ -308,7 +308,7 @@ impl Demo {
         );
         let _ = writeln!(
             out,
-            "  files          {}  (demo.yaml, ca.pem, policies, keys)\n",
+            "  files          {}  (demo.yaml, ca.pem, policies, keys, admin-token)\n",
             self.dir.path().display()
         );
         let _ = writeln!(out, "One token per role (valid 8 hours; mint more with `wardgate token mint --role doctor --sub dr-li --department cardiology`).");
