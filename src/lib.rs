@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
+pub mod review;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -49,6 +49,50 @@ enum Command {
     Keys(KeysCommand),
     /// Patient erasure requests, through the admin API of a running gateway.
     Erasure(ErasureArgs),
+    /// The semiannual permission review: the report, sign-off, history.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// Write the review report for a period: HTML (one self-contained file), and CSV or JSON.
+    Report {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+        /// A date (2026-05-01), a time (RFC 3339) or a duration back from now (183d).
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        /// A folder for one CSV file per section.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// en or zh-CN (default: review.language in the config).
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// Record a sign-off: the reviewer, the report's hash and each decision (keep, revoke,
+    /// follow_up) from a YAML file `decisions: [{grant, decision, note}]`.
+    Sign {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        report: PathBuf,
+        #[arg(long)]
+        reviewer: String,
+        #[arg(long)]
+        decisions: PathBuf,
+    },
+    /// Past sign-offs, newest first.
+    History {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -319,7 +363,114 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Keygen { dir }) => report(audit_keygen(&dir)),
         Command::Keys(command) => report(keys(command)),
         Command::Erasure(args) => block_on(erasure(args)),
+        Command::Review(command) => report(review(command)),
     }
+}
+
+fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
+    use wardgate::review;
+    let now = std::time::SystemTime::now();
+    let now_ms = wardgate::erasure::store::now_ms();
+    match command {
+        ReviewCommand::Report {
+            config,
+            since,
+            until,
+            out,
+            csv,
+            json,
+            language,
+        } => {
+            let loaded = match load_config(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return Ok(code),
+            };
+            let time = |text: &str, what: &str| {
+                wardgate::audit::query::parse_time(text, now)
+                    .map_err(|err| anyhow::anyhow!("--{what}: {err}"))
+            };
+            let since_ms = time(&since, "since")?;
+            let until_ms = match until {
+                Some(until) => time(&until, "until")?,
+                None => now_ms,
+            };
+            let started = std::time::Instant::now();
+            let report = review::build(&loaded.config, since_ms, until_ms, now_ms)?;
+            let words = review::html::words(
+                language
+                    .as_deref()
+                    .unwrap_or(&loaded.config.review.language),
+            );
+            std::fs::write(&out, review::html::render(&report, words))
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "report: {} ({} audit records, {} subjects, {} grants never used, {} break-glass uses) in {:.1?}",
+                out.display(),
+                report.records,
+                report.subjects.len(),
+                report.grants.iter().filter(|g| g.uses == 0).count(),
+                report.break_glass.len(),
+                started.elapsed()
+            );
+            if let Some(dir) = csv {
+                let files = review::write_csv(&report, &dir)?;
+                println!("csv: {} files in {}", files.len(), dir.display());
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("json: {}", path.display());
+            }
+        }
+        ReviewCommand::Sign {
+            config,
+            report,
+            reviewer,
+            decisions,
+        } => {
+            let loaded = match load_config(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return Ok(code),
+            };
+            let id = review::sign(
+                &loaded.config.data_dir,
+                &report,
+                &reviewer,
+                &decisions,
+                now_ms,
+            )?;
+            println!("review {id} signed by {reviewer}");
+        }
+        ReviewCommand::History { config } => {
+            let loaded = match load_config(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return Ok(code),
+            };
+            let reviews = review::store::history(&loaded.config.data_dir)?;
+            if reviews.is_empty() {
+                println!("no signed review yet");
+            }
+            for past in reviews {
+                let revoked = past
+                    .decisions
+                    .iter()
+                    .filter(|d| d.decision == "revoke")
+                    .count();
+                println!(
+                    "{}  {}  by {}  period {} .. {}  {} decisions ({} revocations)  report sha256 {}",
+                    past.id,
+                    review::html::date(past.signed_at),
+                    past.reviewer,
+                    &review::html::date(past.since)[..10],
+                    &review::html::date(past.until)[..10],
+                    past.decisions.len(),
+                    revoked,
+                    &past.report_hash[..16]
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn erasure(args: ErasureArgs) -> anyhow::Result<ExitCode> {

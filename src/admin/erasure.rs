@@ -1,12 +1,14 @@
 //! The admin API of erasure workflows (behind the admin token):
 //!
-//!     POST /admin/erasure-requests                 {patient_id, requester, channel, reason, verification_ref, submitted_by}
-//!     GET  /admin/erasure-requests                 every request, newest first
-//!     GET  /admin/erasure-requests/{id}            one, with its steps
-//!     POST /admin/erasure-requests/{id}/approve    {approver}
-//!     POST /admin/erasure-requests/{id}/reject     {by, reason}
-//!     POST /admin/erasure-requests/{id}/cancel     {by, reason}
-//!     GET  /admin/erasure-requests/{id}/receipt    the signed receipt, once finished
+//! ```text
+//! POST /admin/erasure-requests                 {patient_id, requester, channel, reason, verification_ref, submitted_by}
+//! GET  /admin/erasure-requests                 every request, newest first
+//! GET  /admin/erasure-requests/{id}            one, with its steps
+//! POST /admin/erasure-requests/{id}/approve    {approver}
+//! POST /admin/erasure-requests/{id}/reject     {by, reason}
+//! POST /admin/erasure-requests/{id}/cancel     {by, reason}
+//! GET  /admin/erasure-requests/{id}/receipt    the signed receipt, once finished
+//! ```
 //!
 //! A submission is answered 202 only after it is committed to the store.
 

@@ -54,6 +54,9 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
         let path = request.uri().path().to_owned();
         return erasure::answer(shared, &method, &path, request.into_body()).await;
     }
+    if request.uri().path() == "/admin/review/report" && request.method() == Method::GET {
+        return review_report(shared, &request).await;
+    }
     match (request.method(), request.uri().path()) {
         (&Method::POST, "/admin/reload") => {
             if let Some(refused) = refuse_unauthorized(shared, &request) {
@@ -95,6 +98,111 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
         _ => json(
             StatusCode::NOT_FOUND,
             r#"{"error":"no such admin endpoint"}"#,
+        ),
+    }
+}
+
+/// `GET /admin/review/report?since=183d[&until=...][&language=zh-CN]`: the review as HTML, for
+/// the admin token or a compliance officer's or administrator's own bearer token.
+async fn review_report(shared: &Shared, request: &Request<Incoming>) -> Response<ProxyBody> {
+    let token_ok = refuse_unauthorized(shared, request).is_none();
+    if !token_ok {
+        let runtime = shared.runtime.load_full();
+        let bearer = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let principal = match (&runtime.identity, bearer) {
+            (Some(identity), Some(token)) => identity.verify_bearer(token).await.ok(),
+            _ => None,
+        };
+        let Some(principal) = principal else {
+            return json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"the admin token or a valid bearer token is required"}"#,
+            );
+        };
+        if !principal
+            .roles
+            .iter()
+            .any(|role| role == "compliance_officer" || role == "admin")
+        {
+            return json(
+                StatusCode::FORBIDDEN,
+                r#"{"error":"the review is for compliance officers and administrators"}"#,
+            );
+        }
+    }
+    let query: std::collections::HashMap<String, String> = request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now();
+    let time = |name: &str| -> Result<Option<i64>, String> {
+        query
+            .get(name)
+            .map(|text| {
+                crate::audit::query::parse_time(text, now).map_err(|err| format!("{name}: {err}"))
+            })
+            .transpose()
+    };
+    let (since, until) = match (time("since"), time("until")) {
+        (Ok(Some(since)), Ok(until)) => {
+            (since, until.unwrap_or_else(crate::erasure::store::now_ms))
+        }
+        (Ok(None), _) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"since is required (a date, a time or a duration back from now)"}"#,
+            )
+        }
+        (Err(message), _) | (_, Err(message)) => {
+            return json_owned(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": message }).to_string(),
+            )
+        }
+    };
+    let config_path = shared.config_path.clone();
+    let language = query.get("language").cloned();
+    let built = tokio::task::spawn_blocking(move || {
+        let loaded = crate::config::load(&config_path).map_err(|errors| errors.to_string())?;
+        let report = crate::review::build(
+            &loaded.config,
+            since,
+            until,
+            crate::erasure::store::now_ms(),
+        )
+        .map_err(|err| err.to_string())?;
+        let words = crate::review::html::words(
+            language
+                .as_deref()
+                .unwrap_or(&loaded.config.review.language),
+        );
+        Ok::<_, String>(crate::review::html::render(&report, words))
+    })
+    .await;
+    match built {
+        Ok(Ok(html)) => {
+            let mut response = Response::new(full(html));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        Ok(Err(message)) => {
+            tracing::error!("review report failed: {message}");
+            json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":"the report could not be built; see the gateway's log"}"#,
+            )
+        }
+        Err(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"the report could not be built"}"#,
         ),
     }
 }

@@ -312,6 +312,25 @@ impl AuditReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Calls `each` with the JSON body of every record in `[since_ms, until_ms)`, in store
+    /// order, without holding them all in memory (reports over millions of records).
+    pub fn scan(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        mut each: impl FnMut(&str),
+    ) -> Result<(), StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT body FROM audit_records WHERE time_ms >= ?1 AND time_ms < ?2")?;
+        let mut rows = statement.query(params![since_ms, until_ms])?;
+        while let Some(row) = rows.next()? {
+            let body = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            each(body);
+        }
+        Ok(())
+    }
+
     /// Records matching the filter, oldest first (as stored; query does not verify).
     pub fn query(&self, filter: &QueryFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut sql = String::from("SELECT body FROM audit_records WHERE 1 = 1");

@@ -50,6 +50,28 @@ pub struct Config {
     /// Patient erasure workflows: the systems holding patient data and how to erase them.
     #[serde(default)]
     pub erasure: Option<ErasureConfig>,
+    /// The permission review report.
+    #[serde(default)]
+    pub review: ReviewConfig,
+}
+
+/// The permission review report.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// `en` or `zh-CN`.
+    pub language: String,
+    /// Subjects without activity for this long are listed as dormant.
+    pub dormant_after: HumanDuration,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            language: "en".to_owned(),
+            dormant_after: HumanDuration(Duration::from_secs(30 * 86_400)),
+        }
+    }
 }
 
 impl Config {

@@ -22,6 +22,9 @@ pub fn validate(config: &Config) -> Vec<Invalid> {
     check_field_protection(config, &mut problems);
     check_rate_limits(config, &mut problems);
     check_erasure(config, &mut problems);
+    if !matches!(config.review.language.as_str(), "en" | "zh-CN") {
+        problems.push(Invalid::new("review.language", "en or zh-CN"));
+    }
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Invalid::new(
             "log.level",

@@ -7,8 +7,10 @@
 //! then verified; data under legal hold is kept and said so. The outcome is a signed receipt
 //! (`receipt.rs`). Every transition is in the store (`store.rs`) before it is acted on.
 //!
-//!     received -> approved -> executing -> verifying -> completed | partially_retained | failed
-//!     received -> rejected;  received | approved -> cancelled
+//! ```text
+//! received -> approved -> executing -> verifying -> completed | partially_retained | failed
+//! received -> rejected;  received | approved -> cancelled
+//! ```
 
 pub mod connector;
 pub mod receipt;

@@ -108,6 +108,15 @@ impl Identity {
         }
     }
 
+    /// A bearer token's principal (the admin API's review endpoint accepts compliance staff's
+    /// own tokens).
+    pub async fn verify_bearer(&self, token: &str) -> Result<Principal, AuthError> {
+        match &self.jwt {
+            Some(verifier) => verifier.verify(token).await,
+            None => Err(AuthError::KeysUnavailable),
+        }
+    }
+
     /// The caller's principal: `Ok(None)` when no credentials were presented at all.
     pub async fn authenticate(
         &self,

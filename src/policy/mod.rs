@@ -61,6 +61,8 @@ pub struct Policy {
     pub roles: BTreeSet<String>,
     /// SHA-256 of the model and policy text, to tell versions apart.
     pub hash: String,
+    /// The policy's lines as fields (`p, role, relation, resource, action`; `g, role, parent`).
+    pub lines: Vec<Vec<String>>,
 }
 
 impl Policy {
@@ -145,16 +147,12 @@ impl Policy {
                 }
             }
         }
-        let mut hasher = Sha256::new();
-        hasher.update(model_text.as_bytes());
-        hasher.update(b"\n--\n");
-        hasher.update(policy_text.as_bytes());
-        let hash = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Policy { table, roles, hash })
+        Ok(Policy {
+            table,
+            roles,
+            hash: policy_hash(&model_text, &policy_text),
+            lines,
+        })
     }
 
     /// Allowed when any role allows it under any of the relations, asked in order.
@@ -196,6 +194,30 @@ const RELATION_NAMES: [&str; 6] = [
     "none",
     "*",
 ];
+
+/// SHA-256 over the model and the policy text: the policy version's name.
+pub fn policy_hash(model_text: &str, policy_text: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(model_text.as_bytes());
+    hasher.update(b"\n--\n");
+    hasher.update(policy_text.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The lines of a policy file as fields, checked (for reports that need no decision table).
+pub fn read_lines(path: &Path) -> Result<Vec<Vec<String>>, Vec<Invalid>> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        vec![Invalid::new(
+            "policy.policy",
+            format!("cannot read {}: {err}", path.display()),
+        )]
+    })?;
+    check_policy_lines(path, &text)
+}
 
 /// Reads the policy CSV line by line so that a bad line is reported with its number, and
 /// returns the lines as fields.

@@ -58,7 +58,7 @@ pub struct Shared {
     pub keys: Option<Arc<PatientKeys>>,
     limits: Limits,
     connection_slots: Arc<Semaphore>,
-    config_path: PathBuf,
+    pub config_path: PathBuf,
     /// The listener addresses in force (a reload cannot move them).
     listen: (SocketAddr, SocketAddr),
     /// One reload at a time.
@@ -88,6 +88,7 @@ impl Shared {
         }
         let mut runtime = prepared.runtime;
         runtime.carry_over(&self.runtime.load());
+        record_policy_load(&loaded.config.data_dir, &runtime);
         self.runtime.store(Arc::new(runtime));
         self.tls.store(prepared.tls.config);
         if let Some(expiry) = prepared.tls.cert_not_after {
@@ -149,6 +150,17 @@ impl Shared {
             files.extend(loaded.config.referenced_files());
         }
         files
+    }
+}
+
+/// Notes the policy version now in force, for the permission review ("which policy was in
+/// force when"); a failure is logged, never fatal.
+fn record_policy_load(data_dir: &std::path::Path, runtime: &Runtime) {
+    if let Some(policy) = &runtime.policy {
+        let now = crate::erasure::store::now_ms();
+        if let Err(err) = crate::review::store::record_policy_load(data_dir, &policy.hash, now) {
+            tracing::warn!("cannot record the policy load for reviews: {err}");
+        }
     }
 }
 
@@ -271,6 +283,7 @@ impl RunningGateway {
             audit.instance.clone(),
             config.audit.retention.0,
         );
+        record_policy_load(&config.data_dir, &prepared.runtime);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(prepared.runtime),
             tls: ArcSwap::new(prepared.tls.config),

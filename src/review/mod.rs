@@ -1,0 +1,262 @@
+//! The semiannual permission review: a report compliance staff can act on (`report.rs`
+//! gathers it from the audit trail, the policy and the erasure store; `html.rs` renders it;
+//! CSV and JSON too), sign-off with decisions, and the history of past reviews (`store.rs`),
+//! which the next report checks: was each revocation carried out?
+
+pub mod html;
+pub mod report;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use report::Report;
+pub use store::{Decision, SignedReview};
+
+use crate::config::Config;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the config has no `policy` section: there is nothing to review")]
+    NoPolicy,
+    #[error("{0}")]
+    Policy(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("cannot write {0}: {1}")]
+    Write(PathBuf, std::io::Error),
+    #[error("{0} is not a wardgate review report (no period in it)")]
+    NotAReport(PathBuf),
+    #[error("{0}: {1}")]
+    Decisions(PathBuf, String),
+}
+
+/// Builds the report for `[since_ms, until_ms)` from what the config names.
+pub fn build(
+    config: &Config,
+    since_ms: i64,
+    until_ms: i64,
+    now_ms: i64,
+) -> Result<Report, ReviewError> {
+    let policy = config.policy.as_ref().ok_or(ReviewError::NoPolicy)?;
+    let lines = crate::policy::read_lines(&policy.policy).map_err(|problems| {
+        ReviewError::Policy(
+            problems
+                .iter()
+                .map(|problem| match &problem.elsewhere {
+                    Some((file, line)) => format!("{}:{line}: {}", file.display(), problem.message),
+                    None => format!("{}: {}", problem.key, problem.message),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|err| ReviewError::Read(path.to_owned(), err))
+    };
+    let hash = crate::policy::policy_hash(&read(&policy.model)?, &read(&policy.policy)?);
+    Ok(report::gather(&report::Inputs {
+        data_dir: &config.data_dir,
+        policy_lines: &lines,
+        policy_hash: &hash,
+        since_ms,
+        until_ms,
+        dormant_after_days: config.review.dormant_after.0.as_secs() / 86_400,
+        now_ms,
+    })?)
+}
+
+/// A CSV section: file name, header, rows.
+type Section<'a> = (&'a str, Vec<&'a str>, Vec<Vec<String>>);
+
+/// Writes one CSV file per section into `dir`; returns the files written.
+pub fn write_csv(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReviewError> {
+    std::fs::create_dir_all(dir).map_err(|err| ReviewError::Write(dir.to_owned(), err))?;
+    let subject_rows = |rows: &[report::SubjectRow]| -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|r| {
+                vec![
+                    r.subject.clone(),
+                    r.roles.join(" "),
+                    html::date(r.first_ms),
+                    html::date(r.last_ms),
+                    r.requests.to_string(),
+                    r.denied.to_string(),
+                ]
+            })
+            .collect()
+    };
+    let subject_header = [
+        "subject",
+        "roles",
+        "first_activity",
+        "last_activity",
+        "requests",
+        "denied",
+    ];
+    let sections: Vec<Section> = vec![
+        (
+            "subjects",
+            subject_header.to_vec(),
+            subject_rows(&report.subjects),
+        ),
+        (
+            "dormant_subjects",
+            subject_header.to_vec(),
+            subject_rows(&report.dormant),
+        ),
+        (
+            "grants",
+            vec!["role", "grant", "uses", "revocation_candidate"],
+            report
+                .grants
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.grant.role.clone(),
+                        g.grant.line.clone(),
+                        g.uses.to_string(),
+                        (g.uses == 0).to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+        (
+            "ungranted_roles",
+            vec!["subject", "role"],
+            report
+                .ungranted_roles
+                .iter()
+                .map(|u| vec![u.subject.clone(), u.role.clone()])
+                .collect(),
+        ),
+        (
+            "break_glass",
+            vec!["time", "subject", "patient", "route", "reason"],
+            report
+                .break_glass
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.time.clone(),
+                        b.subject.clone(),
+                        b.patient.clone(),
+                        b.route.clone(),
+                        b.reason.clone(),
+                    ]
+                })
+                .collect(),
+        ),
+        (
+            "denials",
+            vec!["subject", "resource", "count"],
+            report
+                .denials
+                .iter()
+                .map(|d| vec![d.subject.clone(), d.resource.clone(), d.count.to_string()])
+                .collect(),
+        ),
+        (
+            "enumeration_alerts",
+            vec!["time", "subject", "patient"],
+            report
+                .enumeration_alerts
+                .iter()
+                .map(|e| vec![e.time.clone(), e.subject.clone(), e.patient.clone()])
+                .collect(),
+        ),
+        (
+            "erasures",
+            vec!["id", "state", "received", "due", "finished", "on_time"],
+            report
+                .erasures
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.clone(),
+                        e.state.clone(),
+                        html::date(e.received_ms),
+                        html::date(e.due_ms),
+                        e.finished_ms.map(html::date).unwrap_or_default(),
+                        e.on_time.to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+    ];
+    let mut written = Vec::new();
+    for (name, header, rows) in sections {
+        let path = dir.join(format!("{name}.csv"));
+        let failed = |err: csv::Error| {
+            ReviewError::Write(path.clone(), std::io::Error::other(err.to_string()))
+        };
+        let mut writer = csv::Writer::from_path(&path).map_err(failed)?;
+        writer.write_record(&header).map_err(failed)?;
+        for row in rows {
+            writer.write_record(&row).map_err(failed)?;
+        }
+        writer
+            .flush()
+            .map_err(|err| ReviewError::Write(path.clone(), err))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The decisions file of a sign-off: `decisions: [{grant, decision, note}]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionsFile {
+    decisions: Vec<Decision>,
+}
+
+/// Records a sign-off of a report file; returns the review's id.
+pub fn sign(
+    data_dir: &Path,
+    report_file: &Path,
+    reviewer: &str,
+    decisions_file: &Path,
+    now_ms: i64,
+) -> Result<i64, ReviewError> {
+    let report =
+        std::fs::read(report_file).map_err(|err| ReviewError::Read(report_file.to_owned(), err))?;
+    let text = String::from_utf8_lossy(&report);
+    let period = text
+        .split("<meta name=\"wardgate-period\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|value| value.split_once(','))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .ok_or_else(|| ReviewError::NotAReport(report_file.to_owned()))?;
+    let decisions_text = std::fs::read_to_string(decisions_file)
+        .map_err(|err| ReviewError::Read(decisions_file.to_owned(), err))?;
+    let file: DecisionsFile = serde_yaml::from_str(&decisions_text)
+        .map_err(|err| ReviewError::Decisions(decisions_file.to_owned(), err.to_string()))?;
+    for (i, decision) in file.decisions.iter().enumerate() {
+        if !matches!(decision.decision.as_str(), "keep" | "revoke" | "follow_up") {
+            return Err(ReviewError::Decisions(
+                decisions_file.to_owned(),
+                format!(
+                    "decisions[{i}].decision: {:?}; use keep, revoke or follow_up",
+                    decision.decision
+                ),
+            ));
+        }
+    }
+    let hash: String = Sha256::digest(&report)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(store::sign(
+        data_dir,
+        reviewer,
+        &hash,
+        period,
+        &file.decisions,
+        now_ms,
+    )?)
+}

@@ -1,0 +1,386 @@
+//! What a permission review covers, gathered in one pass over the audit trail of the period:
+//! the policy in plain words and its versions, the subjects seen, each grant's use (unused
+//! grants are revocation candidates), dormant subjects and roles no policy grants, break-glass
+//! uses, denials, enumeration alerts, erasure requests, and whether the previous review's
+//! revocations were carried out.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{self, Decision};
+use crate::audit::store::AuditReader;
+use crate::store::StoreError;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub generated_ms: i64,
+    pub records: u64,
+    pub policy: PolicySection,
+    pub subjects: Vec<SubjectRow>,
+    pub grants: Vec<GrantUse>,
+    pub dormant_after_days: u64,
+    pub dormant: Vec<SubjectRow>,
+    pub ungranted_roles: Vec<UngrantedRole>,
+    pub break_glass: Vec<BreakGlassUse>,
+    pub denials: Vec<DenialGroup>,
+    pub enumeration_alerts: Vec<EnumerationAlert>,
+    pub erasures: Vec<ErasureRow>,
+    pub previous: Option<PreviousReview>,
+    /// Requests per day: (day start ms, allowed, denied).
+    pub daily: Vec<(i64, u64, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicySection {
+    pub current_hash: String,
+    /// Versions loaded up to the end of the period: (hash, loaded at).
+    pub loads: Vec<(String, i64)>,
+    pub roles: Vec<RoleGrants>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoleGrants {
+    pub role: String,
+    /// Roles whose grants this one inherits (`g` lines).
+    pub inherits: Vec<String>,
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Grant {
+    /// The policy line: `p, nurse, same_department, medical_record, write`.
+    pub line: String,
+    pub role: String,
+    pub relation: String,
+    pub resource: String,
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubjectRow {
+    pub subject: String,
+    pub roles: Vec<String>,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub requests: u64,
+    pub denied: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GrantUse {
+    pub grant: Grant,
+    pub uses: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UngrantedRole {
+    pub subject: String,
+    pub role: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BreakGlassUse {
+    pub time: String,
+    pub subject: String,
+    pub patient: String,
+    pub route: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DenialGroup {
+    pub subject: String,
+    pub resource: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnumerationAlert {
+    pub time: String,
+    pub subject: String,
+    pub patient: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErasureRow {
+    pub id: String,
+    pub state: String,
+    pub received_ms: i64,
+    pub due_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// Finished by its due time (open ones: not yet overdue).
+    pub on_time: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PreviousReview {
+    pub reviewer: String,
+    pub signed_ms: i64,
+    pub decisions: Vec<DecisionCheck>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DecisionCheck {
+    pub decision: Decision,
+    /// For revocations: whether the grant is gone from the current policy.
+    pub applied: Option<bool>,
+}
+
+/// The few fields of a record a review needs; the rest of the JSON is skipped unread.
+#[derive(Deserialize)]
+struct Seen<'a> {
+    time_ms: i64,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    subject: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    roles: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    route: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    patient: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    resource: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    decision: Cow<'a, str>,
+    #[serde(borrow)]
+    rule: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    break_glass: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    flags: Vec<Cow<'a, str>>,
+}
+
+pub struct Inputs<'a> {
+    pub data_dir: &'a Path,
+    pub policy_lines: &'a [Vec<String>],
+    pub policy_hash: &'a str,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub dormant_after_days: u64,
+    pub now_ms: i64,
+}
+
+pub fn gather(inputs: &Inputs<'_>) -> Result<Report, StoreError> {
+    let grants: Vec<Grant> = inputs
+        .policy_lines
+        .iter()
+        .filter(|line| line[0] == "p")
+        .map(|line| Grant {
+            line: line.join(", "),
+            role: line[1].clone(),
+            relation: line[2].clone(),
+            resource: line[3].clone(),
+            action: line[4].clone(),
+        })
+        .collect();
+    let mut inherits: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut roles: BTreeSet<String> = BTreeSet::new();
+    for line in inputs.policy_lines {
+        match line[0].as_str() {
+            "g" => {
+                inherits
+                    .entry(line[1].clone())
+                    .or_default()
+                    .push(line[2].clone());
+                roles.insert(line[1].clone());
+                roles.insert(line[2].clone());
+            }
+            _ => {
+                roles.insert(line[1].clone());
+            }
+        }
+    }
+
+    let mut uses: HashMap<String, u64> = HashMap::new();
+    let mut subjects: HashMap<String, SubjectRow> = HashMap::new();
+    let mut ungranted: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut break_glass = Vec::new();
+    let mut denials: HashMap<(String, String), u64> = HashMap::new();
+    let mut enumeration_alerts = Vec::new();
+    let mut daily: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    let mut records = 0u64;
+    let reader = AuditReader::open(inputs.data_dir)?;
+    reader.scan(inputs.since_ms, inputs.until_ms, |body| {
+        let Ok(seen) = serde_json::from_str::<Seen<'_>>(body) else {
+            return;
+        };
+        records += 1;
+        let denied = matches!(&*seen.decision, "deny" | "unauthenticated");
+        let day = daily
+            .entry(seen.time_ms - seen.time_ms.rem_euclid(DAY_MS))
+            .or_default();
+        if denied {
+            day.1 += 1;
+        } else {
+            day.0 += 1;
+        }
+        if let Some(rule) = seen.rule.as_deref().filter(|rule| rule.starts_with("p, ")) {
+            *uses.entry(rule.to_owned()).or_default() += 1;
+        }
+        let Some(subject) = seen.subject.as_deref() else {
+            return;
+        };
+        if subject == "wardgate-erasure" {
+            return;
+        }
+        let row = subjects
+            .entry(subject.to_owned())
+            .or_insert_with(|| SubjectRow {
+                subject: subject.to_owned(),
+                roles: Vec::new(),
+                first_ms: seen.time_ms,
+                last_ms: seen.time_ms,
+                requests: 0,
+                denied: 0,
+            });
+        row.requests += 1;
+        row.first_ms = row.first_ms.min(seen.time_ms);
+        row.last_ms = row.last_ms.max(seen.time_ms);
+        for role in &seen.roles {
+            if !row.roles.iter().any(|r| r == role) {
+                row.roles.push(role.to_string());
+                if !roles.contains(role.as_ref()) {
+                    ungranted.insert((subject.to_owned(), role.to_string()));
+                }
+            }
+        }
+        if denied {
+            row.denied += 1;
+            let resource = seen.resource.as_deref().unwrap_or("(none)").to_owned();
+            *denials.entry((subject.to_owned(), resource)).or_default() += 1;
+        }
+        if let Some(reason) = &seen.break_glass {
+            break_glass.push(BreakGlassUse {
+                time: seen.time.to_string(),
+                subject: subject.to_owned(),
+                patient: seen.patient.as_deref().unwrap_or_default().to_owned(),
+                route: seen.route.as_deref().unwrap_or_default().to_owned(),
+                reason: reason.to_string(),
+            });
+        }
+        if seen
+            .flags
+            .iter()
+            .any(|flag| flag == "enumeration_suspected")
+        {
+            enumeration_alerts.push(EnumerationAlert {
+                time: seen.time.to_string(),
+                subject: subject.to_owned(),
+                patient: seen.patient.as_deref().unwrap_or_default().to_owned(),
+            });
+        }
+    })?;
+
+    let mut subjects: Vec<SubjectRow> = subjects.into_values().collect();
+    subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let dormant_ms = i64::try_from(inputs.dormant_after_days).unwrap_or(0) * DAY_MS;
+    let dormant = subjects
+        .iter()
+        .filter(|row| row.last_ms < inputs.until_ms.min(inputs.now_ms) - dormant_ms)
+        .cloned()
+        .collect();
+    let mut grant_uses: Vec<GrantUse> = grants
+        .iter()
+        .map(|grant| GrantUse {
+            uses: uses.get(&grant.line).copied().unwrap_or(0),
+            grant: grant.clone(),
+        })
+        .collect();
+    grant_uses.sort_by(|a, b| a.grant.role.cmp(&b.grant.role).then(b.uses.cmp(&a.uses)));
+    let mut denials: Vec<DenialGroup> = denials
+        .into_iter()
+        .map(|((subject, resource), count)| DenialGroup {
+            subject,
+            resource,
+            count,
+        })
+        .collect();
+    denials.sort_by(|a, b| b.count.cmp(&a.count).then(a.subject.cmp(&b.subject)));
+
+    let role_grants = roles
+        .iter()
+        .map(|role| RoleGrants {
+            role: role.clone(),
+            inherits: inherits.get(role).cloned().unwrap_or_default(),
+            grants: grants.iter().filter(|g| &g.role == role).cloned().collect(),
+        })
+        .collect();
+    let current_lines: BTreeSet<String> = grants.iter().map(|g| g.line.clone()).collect();
+    let previous = store::history(inputs.data_dir)?
+        .into_iter()
+        .find(|review| review.signed_at < inputs.now_ms)
+        .map(|review| PreviousReview {
+            reviewer: review.reviewer,
+            signed_ms: review.signed_at,
+            decisions: review
+                .decisions
+                .into_iter()
+                .map(|decision| DecisionCheck {
+                    applied: (decision.decision == "revoke")
+                        .then(|| !current_lines.contains(decision.grant.trim())),
+                    decision,
+                })
+                .collect(),
+        });
+
+    Ok(Report {
+        since_ms: inputs.since_ms,
+        until_ms: inputs.until_ms,
+        generated_ms: inputs.now_ms,
+        records,
+        policy: PolicySection {
+            current_hash: inputs.policy_hash.to_owned(),
+            loads: store::policy_loads(inputs.data_dir, inputs.until_ms)?,
+            roles: role_grants,
+        },
+        subjects,
+        grants: grant_uses,
+        dormant_after_days: inputs.dormant_after_days,
+        dormant,
+        ungranted_roles: ungranted
+            .into_iter()
+            .map(|(subject, role)| UngrantedRole { subject, role })
+            .collect(),
+        break_glass,
+        denials,
+        enumeration_alerts,
+        erasures: erasures(inputs)?,
+        previous,
+        daily: daily.into_iter().map(|(day, (a, d))| (day, a, d)).collect(),
+    })
+}
+
+fn erasures(inputs: &Inputs<'_>) -> Result<Vec<ErasureRow>, StoreError> {
+    if !inputs
+        .data_dir
+        .join(crate::erasure::store::ERASURE_DB)
+        .exists()
+    {
+        return Ok(Vec::new());
+    }
+    let store = crate::erasure::ErasureStore::open(inputs.data_dir)?;
+    Ok(store
+        .list()?
+        .into_iter()
+        .filter(|r| r.received_at >= inputs.since_ms && r.received_at < inputs.until_ms)
+        .map(|r| ErasureRow {
+            on_time: r
+                .finished_at
+                .map_or(inputs.now_ms <= r.due_at, |f| f <= r.due_at),
+            id: r.id,
+            state: r.state,
+            received_ms: r.received_at,
+            due_ms: r.due_at,
+            finished_ms: r.finished_at,
+        })
+        .collect())
+}
