@@ -44,7 +44,7 @@ async fn a_burst_passes_then_429_with_its_headers_and_service_resumes_after_the_
         &pki,
         &upstream.url(),
         "",
-        "rate_limits:\n  policies:\n    per-subject: { key: subject, rate: 10/s, burst: 3 }\n  default: [per-subject]\n",
+        "rate_limits:\n  policies:\n    per-subject: { key: subject, rate: 1/s, burst: 3 }\n  default: [per-subject]\n",
     );
     let gateway = start_gateway(&pki, &yaml).await;
     let mut client = Client::h2(&gateway, &pki.ca_cert).await;
@@ -62,7 +62,7 @@ async fn a_burst_passes_then_429_with_its_headers_and_service_resumes_after_the_
     assert_eq!(limited.header("retry-after"), Some("1"));
     assert_eq!(
         limited.header("ratelimit-policy"),
-        Some("\"per-subject\";q=10;w=1")
+        Some("\"per-subject\";q=1;w=1")
     );
     assert_eq!(limited.header("ratelimit"), Some("\"per-subject\";r=0;t=1"));
     assert!(limited.json()["error"]
@@ -85,8 +85,9 @@ async fn a_burst_passes_then_429_with_its_headers_and_service_resumes_after_the_
         .await;
     assert_eq!(other.status, StatusCode::OK);
 
-    // One token comes back every 100 ms.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // One token comes back every second (a slow rate, so that a busy machine running the
+    // four requests above slowly cannot refill the bucket in between).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let resumed = client
         .fetch(get("/api/patients/p-1/records", &patient))
         .await;

@@ -19,6 +19,7 @@ mod metrics;
 mod normalize;
 mod policy_reload;
 mod proxy;
+mod review;
 mod tls;
 mod tokens;
 mod upstream;
