@@ -312,18 +312,29 @@ impl AuditReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Calls `each` with the JSON body of every record in `[since_ms, until_ms)`, in store
-    /// order, without holding them all in memory (reports over millions of records).
+    /// The smallest and largest row ids, to split a scan between threads.
+    pub fn row_bounds(&self) -> Result<(i64, i64), StoreError> {
+        Ok(self.connection.query_row(
+            "SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM audit_records",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?)
+    }
+
+    /// Calls `each` with the JSON body of every record in `[since_ms, until_ms)` among rows
+    /// `rows` (inclusive), in store order, without holding them all in memory (reports over
+    /// millions of records).
     pub fn scan(
         &self,
         since_ms: i64,
         until_ms: i64,
+        rows: (i64, i64),
         mut each: impl FnMut(&str),
     ) -> Result<(), StoreError> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT body FROM audit_records WHERE time_ms >= ?1 AND time_ms < ?2")?;
-        let mut rows = statement.query(params![since_ms, until_ms])?;
+        let mut statement = self.connection.prepare(
+            "SELECT body FROM audit_records WHERE id BETWEEN ?3 AND ?4 AND time_ms >= ?1 AND time_ms < ?2",
+        )?;
+        let mut rows = statement.query(params![since_ms, until_ms, rows.0, rows.1])?;
         while let Some(row) = rows.next()? {
             let body = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
             each(body);

@@ -200,85 +200,63 @@ pub fn gather(inputs: &Inputs<'_>) -> Result<Report, StoreError> {
         }
     }
 
-    let mut uses: HashMap<String, u64> = HashMap::new();
-    let mut subjects: HashMap<String, SubjectRow> = HashMap::new();
-    let mut ungranted: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut break_glass = Vec::new();
-    let mut denials: HashMap<(String, String), u64> = HashMap::new();
-    let mut enumeration_alerts = Vec::new();
-    let mut daily: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-    let mut records = 0u64;
-    let reader = AuditReader::open(inputs.data_dir)?;
-    reader.scan(inputs.since_ms, inputs.until_ms, |body| {
-        let Ok(seen) = serde_json::from_str::<Seen<'_>>(body) else {
-            return;
-        };
-        records += 1;
-        let denied = matches!(&*seen.decision, "deny" | "unauthenticated");
-        let day = daily
-            .entry(seen.time_ms - seen.time_ms.rem_euclid(DAY_MS))
-            .or_default();
-        if denied {
-            day.1 += 1;
-        } else {
-            day.0 += 1;
-        }
-        if let Some(rule) = seen.rule.as_deref().filter(|rule| rule.starts_with("p, ")) {
-            *uses.entry(rule.to_owned()).or_default() += 1;
-        }
-        let Some(subject) = seen.subject.as_deref() else {
-            return;
-        };
-        if subject == "wardgate-erasure" {
-            return;
-        }
-        let row = subjects
-            .entry(subject.to_owned())
-            .or_insert_with(|| SubjectRow {
-                subject: subject.to_owned(),
-                roles: Vec::new(),
-                first_ms: seen.time_ms,
-                last_ms: seen.time_ms,
-                requests: 0,
-                denied: 0,
-            });
-        row.requests += 1;
-        row.first_ms = row.first_ms.min(seen.time_ms);
-        row.last_ms = row.last_ms.max(seen.time_ms);
-        for role in &seen.roles {
-            if !row.roles.iter().any(|r| r == role) {
-                row.roles.push(role.to_string());
-                if !roles.contains(role.as_ref()) {
-                    ungranted.insert((subject.to_owned(), role.to_string()));
-                }
-            }
-        }
-        if denied {
-            row.denied += 1;
-            let resource = seen.resource.as_deref().unwrap_or("(none)").to_owned();
-            *denials.entry((subject.to_owned(), resource)).or_default() += 1;
-        }
-        if let Some(reason) = &seen.break_glass {
-            break_glass.push(BreakGlassUse {
-                time: seen.time.to_string(),
-                subject: subject.to_owned(),
-                patient: seen.patient.as_deref().unwrap_or_default().to_owned(),
-                route: seen.route.as_deref().unwrap_or_default().to_owned(),
-                reason: reason.to_string(),
-            });
-        }
-        if seen
-            .flags
+    // One pass over the period, split by row ranges between the machine's cores; each
+    // thread tallies its share and the tallies are merged.
+    let (first_row, last_row) = AuditReader::open(inputs.data_dir)?.row_bounds()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    let span = ((last_row - first_row + 1) / threads).max(1);
+    let ranges: Vec<(i64, i64)> = (0..threads)
+        .map(|i| {
+            let start = first_row + i * span;
+            let end = if i == threads - 1 {
+                last_row
+            } else {
+                start + span - 1
+            };
+            (start, end)
+        })
+        .filter(|(start, end)| start <= end)
+        .collect();
+    let tallies: Vec<Result<Tally, StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
             .iter()
-            .any(|flag| flag == "enumeration_suspected")
-        {
-            enumeration_alerts.push(EnumerationAlert {
-                time: seen.time.to_string(),
-                subject: subject.to_owned(),
-                patient: seen.patient.as_deref().unwrap_or_default().to_owned(),
-            });
-        }
-    })?;
+            .map(|&rows| {
+                let roles = &roles;
+                scope.spawn(move || {
+                    let reader = AuditReader::open(inputs.data_dir)?;
+                    let mut tally = Tally::default();
+                    reader.scan(inputs.since_ms, inputs.until_ms, rows, |body| {
+                        if let Ok(seen) = serde_json::from_str::<Seen<'_>>(body) {
+                            tally.add(&seen, roles);
+                        }
+                    })?;
+                    Ok(tally)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap_or_else(|_| Ok(Tally::default())))
+            .collect()
+    });
+    let mut tally = Tally::default();
+    for part in tallies {
+        tally.merge(part?);
+    }
+    let Tally {
+        records,
+        uses,
+        subjects,
+        ungranted,
+        break_glass,
+        denials,
+        enumeration_alerts,
+        daily,
+    } = tally;
+    let mut break_glass = break_glass;
+    break_glass.sort_by(|a: &BreakGlassUse, b| a.time.cmp(&b.time));
+    let mut enumeration_alerts = enumeration_alerts;
+    enumeration_alerts.sort_by(|a: &EnumerationAlert, b| a.time.cmp(&b.time));
 
     let mut subjects: Vec<SubjectRow> = subjects.into_values().collect();
     subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
@@ -357,6 +335,141 @@ pub fn gather(inputs: &Inputs<'_>) -> Result<Report, StoreError> {
         previous,
         daily: daily.into_iter().map(|(day, (a, d))| (day, a, d)).collect(),
     })
+}
+
+/// What one scan thread counted.
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    uses: HashMap<String, u64>,
+    subjects: HashMap<String, SubjectRow>,
+    ungranted: BTreeSet<(String, String)>,
+    break_glass: Vec<BreakGlassUse>,
+    denials: HashMap<(String, String), u64>,
+    enumeration_alerts: Vec<EnumerationAlert>,
+    daily: BTreeMap<i64, (u64, u64)>,
+}
+
+impl Tally {
+    fn add(&mut self, seen: &Seen<'_>, roles: &BTreeSet<String>) {
+        self.records += 1;
+        let denied = matches!(&*seen.decision, "deny" | "unauthenticated");
+        let day = self
+            .daily
+            .entry(seen.time_ms - seen.time_ms.rem_euclid(DAY_MS))
+            .or_default();
+        if denied {
+            day.1 += 1;
+        } else {
+            day.0 += 1;
+        }
+        if let Some(rule) = seen.rule.as_deref().filter(|rule| rule.starts_with("p, ")) {
+            match self.uses.get_mut(rule) {
+                Some(count) => *count += 1,
+                None => {
+                    self.uses.insert(rule.to_owned(), 1);
+                }
+            }
+        }
+        let Some(subject) = seen.subject.as_deref() else {
+            return;
+        };
+        if subject == "wardgate-erasure" {
+            return;
+        }
+        if !self.subjects.contains_key(subject) {
+            self.subjects.insert(
+                subject.to_owned(),
+                SubjectRow {
+                    subject: subject.to_owned(),
+                    roles: Vec::new(),
+                    first_ms: seen.time_ms,
+                    last_ms: seen.time_ms,
+                    requests: 0,
+                    denied: 0,
+                },
+            );
+        }
+        let Some(row) = self.subjects.get_mut(subject) else {
+            return;
+        };
+        row.requests += 1;
+        row.first_ms = row.first_ms.min(seen.time_ms);
+        row.last_ms = row.last_ms.max(seen.time_ms);
+        for role in &seen.roles {
+            if !row.roles.iter().any(|r| r == role) {
+                row.roles.push(role.to_string());
+                if !roles.contains(role.as_ref()) {
+                    self.ungranted
+                        .insert((subject.to_owned(), role.to_string()));
+                }
+            }
+        }
+        if denied {
+            row.denied += 1;
+            let resource = seen.resource.as_deref().unwrap_or("(none)").to_owned();
+            *self
+                .denials
+                .entry((subject.to_owned(), resource))
+                .or_default() += 1;
+        }
+        if let Some(reason) = &seen.break_glass {
+            self.break_glass.push(BreakGlassUse {
+                time: seen.time.to_string(),
+                subject: subject.to_owned(),
+                patient: seen.patient.as_deref().unwrap_or_default().to_owned(),
+                route: seen.route.as_deref().unwrap_or_default().to_owned(),
+                reason: reason.to_string(),
+            });
+        }
+        if seen
+            .flags
+            .iter()
+            .any(|flag| flag == "enumeration_suspected")
+        {
+            self.enumeration_alerts.push(EnumerationAlert {
+                time: seen.time.to_string(),
+                subject: subject.to_owned(),
+                patient: seen.patient.as_deref().unwrap_or_default().to_owned(),
+            });
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.records += other.records;
+        for (rule, count) in other.uses {
+            *self.uses.entry(rule).or_default() += count;
+        }
+        for (subject, row) in other.subjects {
+            match self.subjects.get_mut(&subject) {
+                None => {
+                    self.subjects.insert(subject, row);
+                }
+                Some(mine) => {
+                    mine.requests += row.requests;
+                    mine.denied += row.denied;
+                    mine.first_ms = mine.first_ms.min(row.first_ms);
+                    mine.last_ms = mine.last_ms.max(row.last_ms);
+                    for role in row.roles {
+                        if !mine.roles.contains(&role) {
+                            mine.roles.push(role);
+                        }
+                    }
+                }
+            }
+        }
+        self.ungranted.extend(other.ungranted);
+        self.break_glass.extend(other.break_glass);
+        for (key, count) in other.denials {
+            *self.denials.entry(key).or_default() += count;
+        }
+        self.enumeration_alerts.extend(other.enumeration_alerts);
+        for (day, (allowed, denied)) in other.daily {
+            let mine = self.daily.entry(day).or_default();
+            mine.0 += allowed;
+            mine.1 += denied;
+        }
+    }
 }
 
 fn erasures(inputs: &Inputs<'_>) -> Result<Vec<ErasureRow>, StoreError> {
