@@ -327,3 +327,62 @@ async fn the_admin_endpoint_serves_compliance_officers_and_administrators_only()
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_html_renders_in_headless_chromium_and_is_not_blank() {
+    let pki = Pki::new();
+    let config = seeded(&pki).await;
+    let loaded = wardgate::config::load(&config).unwrap().config;
+    let report = review::build(&loaded, now_ms() - 90 * DAY_MS, now_ms() + 1000, now_ms()).unwrap();
+    let page = pki.path("review.html");
+    std::fs::write(&page, html::render(&report, html::words("zh-CN"))).unwrap();
+    let url = format!("file://{}", page.display());
+    let chromium = |args: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+            ])
+            .args(args)
+            .arg(&url)
+            .output()
+            .expect("chromium (Debian's package; .ci/run installs it)")
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let rendered = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        rendered.contains("权限审查报告") && rendered.contains("<svg"),
+        "{rendered}"
+    );
+    let log = String::from_utf8_lossy(&dom.stderr);
+    assert!(
+        !log.contains("Uncaught") && !log.contains(":CONSOLE"),
+        "{log}"
+    );
+
+    let shot = pki.path("review.png");
+    let output = chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1000,1400",
+    ]);
+    assert!(shot.exists(), "{}", String::from_utf8_lossy(&output.stderr));
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    let channels = frame.color_type.samples();
+    let pixels = &pixels[..frame.buffer_size()];
+    let background = &pixels[..channels];
+    let drawn = pixels
+        .chunks(channels)
+        .filter(|pixel| *pixel != background)
+        .count();
+    let total = pixels.len() / channels;
+    // Text, tables and the chart cover a visible share of the page, not a blank screen.
+    assert!(
+        drawn * 100 > total * 3,
+        "only {drawn} of {total} pixels drawn"
+    );
+}
