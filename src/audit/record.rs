@@ -23,6 +23,10 @@ pub struct AuditRecord {
     pub subject: Option<String>,
     pub roles: Vec<String>,
     pub auth_method: Option<String>,
+    /// The caller's department, when its identity names one. Left out of the canonical form
+    /// when absent, so records written before this field existed still verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
     pub client: String,
     pub method: String,
     pub route: Option<String>,

@@ -55,6 +55,7 @@ fn record(gateway: &Shared, ctx: &RequestCtx, status: StatusCode) -> AuditRecord
         subject: principal.map(|p| p.subject.clone()),
         roles: principal.map(|p| p.roles.clone()).unwrap_or_default(),
         auth_method: principal.map(|p| p.method.as_str().to_owned()),
+        department: principal.and_then(|p| p.department.clone()),
         client: ctx.client.to_string(),
         method: ctx.method.to_string(),
         route: route.map(|r| r.name.clone()),

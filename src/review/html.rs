@@ -25,6 +25,7 @@ pub struct Words {
     pub subjects: &'static str,
     pub subject: &'static str,
     pub roles: &'static str,
+    pub departments: &'static str,
     pub first: &'static str,
     pub last: &'static str,
     pub requests: &'static str,
@@ -79,6 +80,7 @@ pub const EN: Words = Words {
     subjects: "Subjects seen",
     subject: "Subject",
     roles: "Roles",
+    departments: "Departments",
     first: "First activity",
     last: "Last activity",
     requests: "Requests",
@@ -133,6 +135,7 @@ pub const ZH: Words = Words {
     subjects: "期间内出现的主体",
     subject: "主体",
     roles: "角色",
+    departments: "科室",
     first: "首次活动",
     last: "最近活动",
     requests: "请求数",
@@ -329,6 +332,7 @@ pub fn render(report: &Report, w: &Words) -> String {
                 vec![
                     r.subject.clone(),
                     r.roles.join(", "),
+                    r.departments.join(", "),
                     date(r.first_ms),
                     date(r.last_ms),
                     r.requests.to_string(),
@@ -337,7 +341,15 @@ pub fn render(report: &Report, w: &Words) -> String {
             })
             .collect()
     };
-    let subject_headers = [w.subject, w.roles, w.first, w.last, w.requests, w.denied];
+    let subject_headers = [
+        w.subject,
+        w.roles,
+        w.departments,
+        w.first,
+        w.last,
+        w.requests,
+        w.denied,
+    ];
     table(
         &mut out,
         &subject_headers,

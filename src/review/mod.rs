@@ -82,6 +82,7 @@ pub fn write_csv(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReviewErro
                 vec![
                     r.subject.clone(),
                     r.roles.join(" "),
+                    r.departments.join(" "),
                     html::date(r.first_ms),
                     html::date(r.last_ms),
                     r.requests.to_string(),
@@ -93,6 +94,7 @@ pub fn write_csv(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReviewErro
     let subject_header = [
         "subject",
         "roles",
+        "departments",
         "first_activity",
         "last_activity",
         "requests",

@@ -67,6 +67,7 @@ pub struct Grant {
 pub struct SubjectRow {
     pub subject: String,
     pub roles: Vec<String>,
+    pub departments: Vec<String>,
     pub first_ms: i64,
     pub last_ms: i64,
     pub requests: u64,
@@ -143,6 +144,8 @@ struct Seen<'a> {
     subject: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     roles: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    department: Option<Cow<'a, str>>,
     #[serde(borrow)]
     route: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -383,6 +386,7 @@ impl Tally {
                 SubjectRow {
                     subject: subject.to_owned(),
                     roles: Vec::new(),
+                    departments: Vec::new(),
                     first_ms: seen.time_ms,
                     last_ms: seen.time_ms,
                     requests: 0,
@@ -396,6 +400,11 @@ impl Tally {
         row.requests += 1;
         row.first_ms = row.first_ms.min(seen.time_ms);
         row.last_ms = row.last_ms.max(seen.time_ms);
+        if let Some(department) = &seen.department {
+            if !row.departments.iter().any(|d| d == department) {
+                row.departments.push(department.to_string());
+            }
+        }
         for role in &seen.roles {
             if !row.roles.iter().any(|r| r == role) {
                 row.roles.push(role.to_string());
@@ -453,6 +462,11 @@ impl Tally {
                     for role in row.roles {
                         if !mine.roles.contains(&role) {
                             mine.roles.push(role);
+                        }
+                    }
+                    for department in row.departments {
+                        if !mine.departments.contains(&department) {
+                            mine.departments.push(department);
                         }
                     }
                 }

@@ -139,6 +139,11 @@ async fn the_report_has_exactly_the_expected_sections() {
         subjects,
         ["dr-chen", "in-wu", "nurse-old", "patient-li", "ph-zhao"]
     );
+    assert_eq!(
+        report.subjects[0].departments,
+        ["cardiology"],
+        "dr-chen's department"
+    );
     let dormant: Vec<&str> = report.dormant.iter().map(|s| s.subject.as_str()).collect();
     assert_eq!(dormant, ["nurse-old"]);
     assert_eq!(report.ungranted_roles.len(), 1);
