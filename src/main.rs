@@ -459,10 +459,10 @@ fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "{}  {}  by {}  period {} .. {}  {} decisions ({} revocations)  report sha256 {}",
                     past.id,
-                    review::html::date(past.signed_at),
+                    review::rows::date(past.signed_at),
                     past.reviewer,
-                    &review::html::date(past.since)[..10],
-                    &review::html::date(past.until)[..10],
+                    &review::rows::date(past.since)[..10],
+                    &review::rows::date(past.until)[..10],
                     past.decisions.len(),
                     revoked,
                     &past.report_hash[..16]

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::report::Report;
+use super::rows::{self, date};
 
 /// The page's words, per language.
 pub struct Words {
@@ -186,12 +187,6 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn date(ms: i64) -> String {
-    let at =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
 fn table(out: &mut String, headers: &[&str], rows: Vec<Vec<String>>, empty: &str) {
     if rows.is_empty() {
         let _ = writeln!(out, "<p class=\"none\">{}</p>", escape(empty));
@@ -326,21 +321,6 @@ pub fn render(report: &Report, w: &Words) -> String {
     table(&mut out, &["SHA-256", w.loaded], loads, w.none);
 
     let _ = writeln!(out, "<h2>{}</h2>", escape(w.subjects));
-    let subject_rows = |rows: &[super::report::SubjectRow]| -> Vec<Vec<String>> {
-        rows.iter()
-            .map(|r| {
-                vec![
-                    r.subject.clone(),
-                    r.roles.join(", "),
-                    r.departments.join(", "),
-                    date(r.first_ms),
-                    date(r.last_ms),
-                    r.requests.to_string(),
-                    r.denied.to_string(),
-                ]
-            })
-            .collect()
-    };
     let subject_headers = [
         w.subject,
         w.roles,
@@ -353,39 +333,20 @@ pub fn render(report: &Report, w: &Words) -> String {
     table(
         &mut out,
         &subject_headers,
-        subject_rows(&report.subjects),
+        rows::subjects(&report.subjects),
         w.none,
     );
 
     let _ = writeln!(out, "<h2>{}</h2>", escape(w.grants_used));
-    table(
-        &mut out,
-        &[w.role, w.grant, w.uses],
-        report
-            .grants
-            .iter()
-            .map(|g| {
-                vec![
-                    g.grant.role.clone(),
-                    g.grant.line.clone(),
-                    g.uses.to_string(),
-                ]
-            })
-            .collect(),
-        w.none,
-    );
+    let grants = rows::grants(report);
+    let candidates = grants
+        .iter()
+        .filter(|row| row[2] == "0")
+        .map(|row| row[..2].to_vec())
+        .collect();
+    table(&mut out, &[w.role, w.grant, w.uses], grants, w.none);
     let _ = writeln!(out, "<h3 class=\"warn\">{}</h3>", escape(w.candidates));
-    table(
-        &mut out,
-        &[w.role, w.grant],
-        report
-            .grants
-            .iter()
-            .filter(|g| g.uses == 0)
-            .map(|g| vec![g.grant.role.clone(), g.grant.line.clone()])
-            .collect(),
-        w.none,
-    );
+    table(&mut out, &[w.role, w.grant], candidates, w.none);
     let _ = writeln!(
         out,
         "<h2>{} {} {}</h2>",
@@ -396,79 +357,42 @@ pub fn render(report: &Report, w: &Words) -> String {
     table(
         &mut out,
         &subject_headers,
-        subject_rows(&report.dormant),
+        rows::subjects(&report.dormant),
         w.none,
     );
     let _ = writeln!(out, "<h2>{}</h2>", escape(w.ungranted));
     table(
         &mut out,
         &[w.subject, w.role],
-        report
-            .ungranted_roles
-            .iter()
-            .map(|u| vec![u.subject.clone(), u.role.clone()])
-            .collect(),
+        rows::ungranted(report),
         w.none,
     );
     let _ = writeln!(out, "<h2>{}</h2>", escape(w.break_glass));
     table(
         &mut out,
         &[w.time, w.subject, w.patient, w.route, w.reason],
-        report
-            .break_glass
-            .iter()
-            .map(|b| {
-                vec![
-                    b.time.clone(),
-                    b.subject.clone(),
-                    b.patient.clone(),
-                    b.route.clone(),
-                    b.reason.clone(),
-                ]
-            })
-            .collect(),
+        rows::break_glass(report),
         w.none,
     );
     let _ = writeln!(out, "<h2>{}</h2>", escape(w.denials));
     table(
         &mut out,
         &[w.subject, w.resource, w.count],
-        report
-            .denials
-            .iter()
-            .map(|d| vec![d.subject.clone(), d.resource.clone(), d.count.to_string()])
-            .collect(),
+        rows::denials(report),
         w.none,
     );
     let _ = writeln!(out, "<h3>{}</h3>", escape(w.enumeration));
     table(
         &mut out,
         &[w.time, w.subject, w.patient],
-        report
-            .enumeration_alerts
-            .iter()
-            .map(|e| vec![e.time.clone(), e.subject.clone(), e.patient.clone()])
-            .collect(),
+        rows::enumeration(report),
         w.none,
     );
     let _ = writeln!(out, "<h2>{}</h2>", escape(w.erasures));
     table(
         &mut out,
         &["ID", w.state, w.received, w.due, w.finished, w.on_time],
-        report
-            .erasures
-            .iter()
-            .map(|e| {
-                vec![
-                    e.id.clone(),
-                    e.state.clone(),
-                    date(e.received_ms),
-                    date(e.due_ms),
-                    e.finished_ms.map(date).unwrap_or_default(),
-                    (if e.on_time { w.yes } else { w.no }).to_owned(),
-                ]
-            })
-            .collect(),
+        rows::erasures(report, w.yes, w.no),
         w.none,
     );
     let _ = writeln!(out, "<h2>{}</h2>", escape(w.previous));

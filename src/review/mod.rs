@@ -5,6 +5,7 @@
 
 pub mod html;
 pub mod report;
+pub mod rows;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -76,22 +77,7 @@ type Section<'a> = (&'a str, Vec<&'a str>, Vec<Vec<String>>);
 /// Writes one CSV file per section into `dir`; returns the files written.
 pub fn write_csv(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReviewError> {
     std::fs::create_dir_all(dir).map_err(|err| ReviewError::Write(dir.to_owned(), err))?;
-    let subject_rows = |rows: &[report::SubjectRow]| -> Vec<Vec<String>> {
-        rows.iter()
-            .map(|r| {
-                vec![
-                    r.subject.clone(),
-                    r.roles.join(" "),
-                    r.departments.join(" "),
-                    html::date(r.first_ms),
-                    html::date(r.last_ms),
-                    r.requests.to_string(),
-                    r.denied.to_string(),
-                ]
-            })
-            .collect()
-    };
-    let subject_header = [
+    let subject_header = vec![
         "subject",
         "roles",
         "departments",
@@ -100,94 +86,54 @@ pub fn write_csv(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReviewErro
         "requests",
         "denied",
     ];
+    let grants = rows::grants(report)
+        .into_iter()
+        .map(|mut row| {
+            let candidate = row[2] == "0";
+            row.push(candidate.to_string());
+            row
+        })
+        .collect();
     let sections: Vec<Section> = vec![
         (
             "subjects",
-            subject_header.to_vec(),
-            subject_rows(&report.subjects),
+            subject_header.clone(),
+            rows::subjects(&report.subjects),
         ),
         (
             "dormant_subjects",
-            subject_header.to_vec(),
-            subject_rows(&report.dormant),
+            subject_header,
+            rows::subjects(&report.dormant),
         ),
         (
             "grants",
             vec!["role", "grant", "uses", "revocation_candidate"],
-            report
-                .grants
-                .iter()
-                .map(|g| {
-                    vec![
-                        g.grant.role.clone(),
-                        g.grant.line.clone(),
-                        g.uses.to_string(),
-                        (g.uses == 0).to_string(),
-                    ]
-                })
-                .collect(),
+            grants,
         ),
         (
             "ungranted_roles",
             vec!["subject", "role"],
-            report
-                .ungranted_roles
-                .iter()
-                .map(|u| vec![u.subject.clone(), u.role.clone()])
-                .collect(),
+            rows::ungranted(report),
         ),
         (
             "break_glass",
             vec!["time", "subject", "patient", "route", "reason"],
-            report
-                .break_glass
-                .iter()
-                .map(|b| {
-                    vec![
-                        b.time.clone(),
-                        b.subject.clone(),
-                        b.patient.clone(),
-                        b.route.clone(),
-                        b.reason.clone(),
-                    ]
-                })
-                .collect(),
+            rows::break_glass(report),
         ),
         (
             "denials",
             vec!["subject", "resource", "count"],
-            report
-                .denials
-                .iter()
-                .map(|d| vec![d.subject.clone(), d.resource.clone(), d.count.to_string()])
-                .collect(),
+            rows::denials(report),
         ),
         (
             "enumeration_alerts",
             vec!["time", "subject", "patient"],
-            report
-                .enumeration_alerts
-                .iter()
-                .map(|e| vec![e.time.clone(), e.subject.clone(), e.patient.clone()])
-                .collect(),
+            rows::enumeration(report),
         ),
         (
             "erasures",
             vec!["id", "state", "received", "due", "finished", "on_time"],
-            report
-                .erasures
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.id.clone(),
-                        e.state.clone(),
-                        html::date(e.received_ms),
-                        html::date(e.due_ms),
-                        e.finished_ms.map(html::date).unwrap_or_default(),
-                        e.on_time.to_string(),
-                    ]
-                })
-                .collect(),
+            rows::erasures(report, "true", "false"),
         ),
     ];
     let mut written = Vec::new();

@@ -110,17 +110,6 @@ field_protection:
     )
 }
 
-fn principal(subject: &str, role: &str, department: Option<&str>, patient: Option<&str>) -> String {
-    let mut claims = claims(subject, &[role]);
-    if let Some(department) = department {
-        claims["department"] = department.into();
-    }
-    if let Some(patient) = patient {
-        claims["patient_id"] = patient.into();
-    }
-    token("ed-1", &claims)
-}
-
 fn send(
     method: Method,
     path: &str,

@@ -21,17 +21,6 @@ fn now_ms() -> i64 {
     wardgate::erasure::store::now_ms()
 }
 
-fn principal(subject: &str, role: &str, department: Option<&str>, patient: Option<&str>) -> String {
-    let mut claims = claims(subject, &[role]);
-    if let Some(department) = department {
-        claims["department"] = department.into();
-    }
-    if let Some(patient) = patient {
-        claims["patient_id"] = patient.into();
-    }
-    token("ed-1", &claims)
-}
-
 /// Drives a little of everything through the gateway; returns the config's path.
 async fn seeded(pki: &Pki) -> std::path::PathBuf {
     let upstream = Upstream::echo().await;
@@ -48,7 +37,7 @@ async fn seeded(pki: &Pki) -> std::path::PathBuf {
             Audit::start(&pki.path("data"), &config.audit, Arc::new(Metrics::new())).unwrap();
         let old = now_ms() - 60 * DAY_MS;
         let record = AuditRecord {
-            time: html::date(old),
+            time: review::rows::date(old),
             time_ms: old,
             request_id: "old-1".into(),
             subject: Some("nurse-old".into()),

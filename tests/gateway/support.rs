@@ -686,6 +686,23 @@ routes:
     )
 }
 
+/// A token for a subject with one role, and optionally a department and a patient id.
+pub fn principal(
+    subject: &str,
+    role: &str,
+    department: Option<&str>,
+    patient: Option<&str>,
+) -> String {
+    let mut claims = claims(subject, &[role]);
+    if let Some(department) = department {
+        claims["department"] = department.into();
+    }
+    if let Some(patient) = patient {
+        claims["patient_id"] = patient.into();
+    }
+    token("ed-1", &claims)
+}
+
 /// A request with a bearer token.
 pub fn with_token(method: Method, path: &str, token: &str) -> Request<ClientBody> {
     let body_bytes = if method == Method::POST || method == Method::PUT {
