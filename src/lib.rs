@@ -26,6 +26,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod review;
 pub mod runtime;
+pub mod selfcheck;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -52,6 +52,20 @@ enum Command {
     /// The semiannual permission review: the report, sign-off, history.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Self-inspection of the deployment: one line per item, PASS, WARN or FAIL, with the
+    /// evidence and the fix; exit 1 when anything fails.
+    Selfcheck {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+        /// The running gateway's admin listener, to inspect it live.
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Also write the items as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -364,7 +378,80 @@ fn main() -> ExitCode {
         Command::Keys(command) => report(keys(command)),
         Command::Erasure(args) => block_on(erasure(args)),
         Command::Review(command) => report(review(command)),
+        Command::Selfcheck {
+            config,
+            admin,
+            token_file,
+            json,
+        } => block_on(selfcheck(config, admin, token_file, json)),
     }
+}
+
+async fn selfcheck(
+    config: PathBuf,
+    admin: Option<String>,
+    token_file: Option<PathBuf>,
+    json: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use wardgate::selfcheck::{self, history, Status};
+    let loaded = match load_config(&config) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let live = match admin {
+        None => None,
+        Some(url) => {
+            let token = token_file.ok_or_else(|| anyhow::anyhow!("--admin needs --token-file"))?;
+            let client = wardgate::admin::client::AdminClient::new(&url, &token)?;
+            Some(selfcheck::Live {
+                metrics: client
+                    .call(http::Method::GET, "/metrics", None)
+                    .await
+                    .map_err(|err| err.to_string()),
+            })
+        }
+    };
+    let data_dir = loaded.config.data_dir.clone();
+    let items =
+        tokio::task::spawn_blocking(move || selfcheck::run(&loaded.config, live.as_ref())).await?;
+    for item in &items {
+        println!("{item}");
+    }
+    let count = |status| items.iter().filter(|i| i.status == status).count();
+    println!(
+        "\n{} items: {} pass, {} warn, {} fail",
+        items.len(),
+        count(Status::Pass),
+        count(Status::Warn),
+        count(Status::Fail)
+    );
+    let now = wardgate::erasure::store::now_ms();
+    match history::previous(&data_dir) {
+        Ok(Some((at, previous))) => {
+            let changes = selfcheck::changes(&previous, &items);
+            println!(
+                "since the previous inspection ({}): fixed {:?}, new {:?}, still open {}",
+                wardgate::review::rows::date(at),
+                changes.fixed,
+                changes.new,
+                changes.still_open.len()
+            );
+        }
+        Ok(None) => println!("first inspection recorded"),
+        Err(err) => eprintln!("wardgate: the inspection history is unavailable: {err}"),
+    }
+    if let Err(err) = history::record(&data_dir, now, &items) {
+        eprintln!("wardgate: this inspection could not be recorded: {err}");
+    }
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&items)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if count(Status::Fail) > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {

@@ -53,6 +53,28 @@ pub struct Config {
     /// The permission review report.
     #[serde(default)]
     pub review: ReviewConfig,
+    /// What `wardgate selfcheck` checks about backups and restores.
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
+}
+
+/// Backups and restore drills, as the self-inspection sees them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// A file the backup job touches after each successful backup of the data directory and
+    /// the key ring; its age is the age of the last backup.
+    pub backup_marker: Option<PathBuf>,
+    /// The last restore drill: when (`2026-10-01`) and how long the restore took (`2h10m`),
+    /// against the 4-hour target.
+    pub restore_drill: Option<RestoreDrill>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreDrill {
+    pub at: String,
+    pub took: HumanDuration,
 }
 
 /// The permission review report.

@@ -20,6 +20,7 @@ mod normalize;
 mod policy_reload;
 mod proxy;
 mod review;
+mod selfcheck;
 mod tls;
 mod tokens;
 mod upstream;

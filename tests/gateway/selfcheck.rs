@@ -1,0 +1,162 @@
+//! `wardgate selfcheck` (the real binary) against a deployment weakened on purpose, then the
+//! same deployment strengthened: the expected FAIL and WARN items, the exit status, the live
+//! check of a running gateway, and the history that says what was fixed.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn selfcheck(config: &std::path::Path, extra: &[&str]) -> (i32, String, Vec<Value>) {
+    let json = config.with_file_name("selfcheck.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["selfcheck", "--config"])
+        .arg(config)
+        .arg("--json")
+        .arg(&json)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let items: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_else(|_| "[]".into()))
+            .unwrap();
+    (output.status.code().unwrap_or(-1), text, items)
+}
+
+fn status<'a>(items: &'a [Value], id: &str) -> &'a str {
+    items
+        .iter()
+        .find(|item| item["id"] == id)
+        .unwrap_or_else(|| panic!("no item {id}"))["status"]
+        .as_str()
+        .unwrap()
+}
+
+// Several threads: the test waits for the selfcheck process while the gateway it inspects
+// answers on the same runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixes() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let strong_base = authz_config(&pki, &upstream.url());
+    // Weak: a route reaching patient data with buffered audit, a public patient route, a
+    // plain-HTTP upstream across the network, no HSTS, break-glass for a day, no field
+    // protection, no review, no backups.
+    let weak = strong_base
+        .replace(
+            "    resource: medical_record\n    patient: { from: path, name: patient_id }\n  - name: patient-prescriptions",
+            "    resource: medical_record\n    patient: { from: path, name: patient_id }\n    audit: buffered\n  - name: patient-prescriptions",
+        )
+        .replace("  duration: 1h\n", "  duration: 24h\n")
+        .replace(
+            "upstreams:\n  backend:\n",
+            "security_headers:\n  strict_transport_security: null\nupstreams:\n  remote:\n    url: http://10.20.30.40:8080\n  backend:\n",
+        );
+    // The weak deployment has run (its stores exist), then the inspection comes.
+    start_gateway(&pki, &weak).await.shutdown().await;
+    let path = pki.path("wardgate.yaml");
+    let (code, text, items) = selfcheck(&path, &[]);
+    assert_eq!(code, 1, "{text}");
+    for (id, expected) in [
+        ("audit.durable", "FAIL"),
+        ("transport.upstreams", "FAIL"),
+        ("transport.hsts", "FAIL"),
+        ("access.break_glass", "WARN"),
+        ("fields.protection", "FAIL"),
+        ("reviews.last_signed", "FAIL"),
+        ("erasure.configured", "WARN"),
+        ("recovery.backup", "WARN"),
+        ("recovery.restore_drill", "WARN"),
+        ("operations.metrics", "WARN"),
+        ("transport.certificate", "PASS"),
+        ("transport.protocols", "PASS"),
+        ("access.deny_by_default", "PASS"),
+        ("access.public_routes", "PASS"),
+        ("audit.retention", "PASS"),
+        ("audit.chain", "PASS"),
+        ("audit.store", "PASS"),
+    ] {
+        assert_eq!(status(&items, id), expected, "{id}\n{text}");
+    }
+    assert!(text.contains("FAIL  audit.durable  patient-data routes with buffered audit: patient-records  -> remove `audit: buffered`"), "{text}");
+    assert!(text.contains("first inspection recorded"), "{text}");
+
+    // Strengthened: every weakness above fixed, a review signed, a backup marker fresh, a
+    // restore drill within 4 hours; checked live against the running gateway.
+    let ring = pki.path("kek-ring.json");
+    wardgate::crypto::manage::init(&ring).unwrap();
+    std::fs::write(pki.path("backup.done"), "").unwrap();
+    let strong = format!(
+        "{strong_base}\nfield_protection:\n  key_ring_file: {}\n  fields:\n    phone: {{ redact: partial }}\nrecovery:\n  backup_marker: {}\n  restore_drill: {{ at: 2026-11-01, took: 2h15m }}\n",
+        ring.display(),
+        pki.path("backup.done").display()
+    );
+    let path = write_config(&pki, &strong);
+    std::fs::write(
+        pki.path("report.html"),
+        "<meta name=\"wardgate-period\" content=\"0,1\">",
+    )
+    .unwrap();
+    std::fs::write(
+        pki.path("decisions.yaml"),
+        "decisions:\n  - grant: \"p, patient, self, medical_record, read\"\n    decision: keep\n",
+    )
+    .unwrap();
+    let signed = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["review", "sign", "--reviewer", "co-sun", "--report"])
+        .arg(pki.path("report.html"))
+        .arg("--decisions")
+        .arg(pki.path("decisions.yaml"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(signed.status.success());
+    let gateway = start_gateway(&pki, &strong).await;
+    let admin = format!("http://{}", gateway.admin_addr);
+    let token = pki.path("admin-token");
+    let (code, text, items) = selfcheck(
+        &path,
+        &["--admin", &admin, "--token-file", token.to_str().unwrap()],
+    );
+    for (id, expected) in [
+        ("audit.durable", "PASS"),
+        ("transport.upstreams", "PASS"),
+        ("transport.hsts", "PASS"),
+        ("access.break_glass", "PASS"),
+        ("fields.key_ring_permissions", "PASS"),
+        ("fields.key_rotation", "PASS"),
+        ("reviews.last_signed", "PASS"),
+        ("recovery.backup", "PASS"),
+        ("recovery.restore_drill", "PASS"),
+        ("operations.metrics", "PASS"),
+        ("operations.reloads", "PASS"),
+    ] {
+        assert_eq!(status(&items, id), expected, "{id}\n{text}");
+    }
+    // Still honest: patient routes without field rules are named.
+    assert_eq!(status(&items, "fields.routes"), "WARN", "{text}");
+    assert_eq!(code, 0, "nothing fails:\n{text}");
+    let history = text
+        .lines()
+        .find(|line| line.starts_with("since the previous inspection"))
+        .unwrap_or_else(|| panic!("{text}"));
+    for fixed in [
+        "audit.durable",
+        "transport.hsts",
+        "transport.upstreams",
+        "reviews.last_signed",
+    ] {
+        assert!(
+            history.contains(fixed),
+            "{fixed} not listed as fixed: {history}"
+        );
+    }
+    gateway.shutdown().await;
+}
