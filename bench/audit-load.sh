@@ -11,17 +11,10 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 connections=${2:-64}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet
-bin=target/release/wardgate
-
-port_proxy=18443 port_admin=19090 port_backend=18081
-out=$(mktemp)
-"$bin" demo --listen 127.0.0.1:$port_proxy --admin 127.0.0.1:$port_admin --backend 127.0.0.1:$port_backend >"$out" 2>/dev/null &
-demo=$!
-trap 'kill $demo 2>/dev/null; wait $demo 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 1 100); do grep -q "Press Ctrl-C" "$out" && break; sleep 0.1; done
-config=$(grep -o '/[^ ]*/demo.yaml' "$out" | head -1)
+. bench/lib.sh
+prepare
+start_demo
+port_proxy=18443 port_admin=19090
 token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 1h)
 
 echo "wrk: ${seconds}s, ${connections} connections, 2 threads, GET /api/patients/p-1001/records (durable audit)"

@@ -16,26 +16,15 @@ cd "$(dirname "$0")/.."
 seconds=${1:-15}
 connections=${2:-64}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet
-bin=target/release/wardgate
-
-out=$(mktemp)
-"$bin" demo --listen 127.0.0.1:18443 --admin 127.0.0.1:19090 --backend 127.0.0.1:18081 >"$out" 2>/dev/null &
-demo=$!
-plain=""
-trap 'kill $demo $plain 2>/dev/null; wait $demo $plain 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 1 100); do grep -q "Press Ctrl-C" "$out" && break; sleep 0.1; done
-config=$(grep -o '/[^ ]*/demo.yaml' "$out" | head -1)
-dir=$(dirname "$config")
+. bench/lib.sh
+prepare
+start_demo
 
 # The same config without field rules, on other ports, with its own state.
 awk '/^    fields:/ {skip=1; next} skip && /^      / {next} {skip=0; print}' "$config" \
   | sed -e 's/127.0.0.1:18443/127.0.0.1:28443/' -e 's/127.0.0.1:19090/127.0.0.1:29090/' \
         -e 's/^data_dir: .*/data_dir: data-no-fields/' >"$dir/no-fields.yaml"
-"$bin" run --config "$dir/no-fields.yaml" 2>/dev/null &
-plain=$!
-for _ in $(seq 1 100); do curl -sf http://127.0.0.1:29090/readyz >/dev/null && break; sleep 0.1; done
+start_run "$dir/no-fields.yaml" 127.0.0.1:29090
 
 token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 1h)
 curl -sf --cacert "$dir/ca.pem" -X PUT -H "authorization: Bearer $token" -H 'content-type: application/json' \

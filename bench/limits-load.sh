@@ -14,18 +14,9 @@ cd "$(dirname "$0")/.."
 seconds=${1:-15}
 connections=${2:-64}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet
-bin=target/release/wardgate
-
-out=$(mktemp)
-"$bin" demo --listen 127.0.0.1:18443 --admin 127.0.0.1:19090 --backend 127.0.0.1:18081 >"$out" 2>/dev/null &
-demo=$!
-limited=""
-trap 'kill $demo $limited 2>/dev/null; wait $demo $limited 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 1 100); do grep -q "Press Ctrl-C" "$out" && break; sleep 0.1; done
-config=$(grep -o '/[^ ]*/demo.yaml' "$out" | head -1)
-dir=$(dirname "$config")
+. bench/lib.sh
+prepare
+start_demo
 
 sed -e 's/127.0.0.1:18443/127.0.0.1:28443/' -e 's/127.0.0.1:19090/127.0.0.1:29090/' \
     -e 's/^data_dir: .*/data_dir: data-limited/' "$config" >"$dir/limited.yaml"
@@ -40,9 +31,7 @@ enumeration:
   window: 10m
   max_patients: { default: 1000 }
 YAML
-"$bin" run --config "$dir/limited.yaml" 2>/dev/null &
-limited=$!
-for _ in $(seq 1 100); do curl -sf http://127.0.0.1:29090/readyz >/dev/null && break; sleep 0.1; done
+start_run "$dir/limited.yaml" 127.0.0.1:29090
 
 token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 1h)
 for run in "rate limits off:18443" "rate limits on (3 policies + enumeration):28443"; do

@@ -695,25 +695,7 @@ async fn a_killed_gateway_loses_no_acknowledged_request() {
         .replace("  level: warn", "  level: info\n  format: json");
     let path = write_config(&pki, &config);
     let spawn = || {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr: std::net::SocketAddr = loop {
-            let line = lines.next().expect("the gateway exited").unwrap();
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "wardgate is serving" {
-                break event["proxy_addr"].as_str().unwrap().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr, _) = spawn_binary(&path);
         (child, addr)
     };
     let (mut child, addr) = spawn();

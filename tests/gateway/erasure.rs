@@ -492,7 +492,6 @@ async fn requests_are_checked_and_only_open_ones_move() {
 
 #[tokio::test]
 async fn a_gateway_killed_mid_erasure_resumes_without_repeating_or_skipping_a_system() {
-    use std::io::BufRead;
     use std::process::Command;
     use std::sync::atomic::AtomicBool;
 
@@ -530,24 +529,7 @@ async fn a_gateway_killed_mid_erasure_resumes_without_repeating_or_skipping_a_sy
         .replace("  level: warn", "  level: info\n  format: json");
     let path = write_config(&pki, &config);
     let spawn = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let admin: String = loop {
-            let line = lines.next().expect("the gateway exited").unwrap();
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "wardgate is serving" {
-                break event["admin_addr"].as_str().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (child, _, admin) = spawn_binary(&path);
         let client =
             AdminClient::new(&format!("http://{admin}"), &pki.path("admin-token")).unwrap();
         (child, client)

@@ -686,6 +686,33 @@ routes:
     )
 }
 
+/// Runs the real `wardgate run` binary on a config that logs JSON at info level; returns the
+/// child and the proxy and admin addresses from its "wardgate is serving" event.
+pub fn spawn_binary(config: &Path) -> (std::process::Child, SocketAddr, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (proxy, admin) = loop {
+        let line = lines.next().expect("the gateway exited").unwrap();
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["message"] == "wardgate is serving" {
+            let addr = |name: &str| event[name].as_str().unwrap().parse().unwrap();
+            break (addr("proxy_addr"), addr("admin_addr"));
+        }
+    };
+    // Keep reading its log, so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, proxy, admin)
+}
+
 /// A token for a subject with one role, and optionally a department and a patient id.
 pub fn principal(
     subject: &str,
