@@ -65,6 +65,12 @@ enum Command {
         /// Also write the items as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write the inspection as one HTML page.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// en or zh-CN (default: review.language in the config).
+        #[arg(long)]
+        language: Option<String>,
     },
 }
 
@@ -383,7 +389,9 @@ fn main() -> ExitCode {
             admin,
             token_file,
             json,
-        } => block_on(selfcheck(config, admin, token_file, json)),
+            out,
+            language,
+        } => block_on(selfcheck(config, admin, token_file, json, out, language)),
     }
 }
 
@@ -392,8 +400,10 @@ async fn selfcheck(
     admin: Option<String>,
     token_file: Option<PathBuf>,
     json: Option<PathBuf>,
+    out: Option<PathBuf>,
+    language: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    use wardgate::selfcheck::{self, history, Status};
+    use wardgate::selfcheck::{self, Status};
     let loaded = match load_config(&config) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
@@ -411,10 +421,12 @@ async fn selfcheck(
             })
         }
     };
-    let data_dir = loaded.config.data_dir.clone();
-    let items =
-        tokio::task::spawn_blocking(move || selfcheck::run(&loaded.config, live.as_ref())).await?;
-    for item in &items {
+    let language = language.unwrap_or_else(|| loaded.config.review.language.clone());
+    let inspection =
+        tokio::task::spawn_blocking(move || selfcheck::inspect(&loaded.config, live.as_ref()))
+            .await?;
+    let items = &inspection.items;
+    for item in items {
         println!("{item}");
     }
     let count = |status| items.iter().filter(|i| i.status == status).count();
@@ -425,27 +437,27 @@ async fn selfcheck(
         count(Status::Warn),
         count(Status::Fail)
     );
-    let now = wardgate::erasure::store::now_ms();
-    match history::previous(&data_dir) {
-        Ok(Some((at, previous))) => {
-            let changes = selfcheck::changes(&previous, &items);
-            println!(
-                "since the previous inspection ({}): fixed {:?}, new {:?}, still open {}",
-                wardgate::review::rows::date(at),
-                changes.fixed,
-                changes.new,
-                changes.still_open.len()
-            );
-        }
-        Ok(None) => println!("first inspection recorded"),
-        Err(err) => eprintln!("wardgate: the inspection history is unavailable: {err}"),
-    }
-    if let Err(err) = history::record(&data_dir, now, &items) {
-        eprintln!("wardgate: this inspection could not be recorded: {err}");
+    match &inspection.changes {
+        Some(changes) => println!(
+            "since the previous inspection: fixed {:?}, new {:?}, still open {}",
+            changes.fixed,
+            changes.new,
+            changes.still_open.len()
+        ),
+        None => println!("first inspection recorded"),
     }
     if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&items)?)
+        std::fs::write(&path, serde_json::to_string_pretty(items)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = out {
+        let page = selfcheck::html::render(
+            items,
+            inspection.changes.as_ref(),
+            &language,
+            inspection.at_ms,
+        );
+        std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(if count(Status::Fail) > 0 {
         ExitCode::FAILURE

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub erasure_overdue: IntGauge,
     /// `system`: failed erasure attempts (deletion or verification).
     pub erasure_step_failures: IntCounterVec,
+    /// `area`: failing items of the last self-inspection run through the admin API.
+    pub selfcheck_failures: IntGaugeVec,
     pub audit_queue_depth: IntGauge,
     pub audit_commit_duration: Histogram,
     pub audit_chain_head_seq: IntGauge,
@@ -161,6 +163,14 @@ impl Metrics {
             )
             .expect("valid metric"),
             erasure_step_failures,
+            selfcheck_failures: IntGaugeVec::new(
+                Opts::new(
+                    "wardgate_selfcheck_failures",
+                    "Failing items of the last self-inspection, by area",
+                ),
+                &["area"],
+            )
+            .expect("valid metric"),
             rate_limited,
             enumeration_alerts,
             requests_shed,
@@ -287,6 +297,7 @@ impl Metrics {
             Box::new(self.erasure_requests.clone()),
             Box::new(self.erasure_overdue.clone()),
             Box::new(self.erasure_step_failures.clone()),
+            Box::new(self.selfcheck_failures.clone()),
             Box::new(self.audit_queue_depth.clone()),
             Box::new(self.audit_commit_duration.clone()),
             Box::new(self.audit_chain_head_seq.clone()),

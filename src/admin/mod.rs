@@ -57,6 +57,12 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
     if request.uri().path() == "/admin/review/report" && request.method() == Method::GET {
         return review_report(shared, &request).await;
     }
+    if request.uri().path() == "/admin/selfcheck" && request.method() == Method::GET {
+        if let Some(refused) = refuse_unauthorized(shared, &request) {
+            return refused;
+        }
+        return selfcheck(shared).await;
+    }
     match (request.method(), request.uri().path()) {
         (&Method::POST, "/admin/reload") => {
             if let Some(refused) = refuse_unauthorized(shared, &request) {
@@ -203,6 +209,43 @@ async fn review_report(shared: &Shared, request: &Request<Incoming>) -> Response
         Err(_) => json(
             StatusCode::INTERNAL_SERVER_ERROR,
             r#"{"error":"the report could not be built"}"#,
+        ),
+    }
+}
+
+/// `GET /admin/selfcheck`: runs the self-inspection against this gateway (its config and its
+/// own metrics) and answers its JSON form; `wardgate_selfcheck_failures{area}` follows.
+async fn selfcheck(shared: &Shared) -> Response<ProxyBody> {
+    let config_path = shared.config_path.clone();
+    let live = crate::selfcheck::Live {
+        metrics: Ok(shared.metrics.render()),
+    };
+    let run = tokio::task::spawn_blocking(move || {
+        let loaded = crate::config::load(&config_path).map_err(|errors| errors.to_string())?;
+        Ok::<_, String>(crate::selfcheck::inspect(&loaded.config, Some(&live)))
+    })
+    .await;
+    match run {
+        Ok(Ok(inspection)) => {
+            for (area, failures) in inspection.failures_by_area() {
+                shared
+                    .metrics
+                    .selfcheck_failures
+                    .with_label_values(&[area.as_str()])
+                    .set(failures);
+            }
+            json_owned(
+                StatusCode::OK,
+                serde_json::to_string_pretty(&inspection).unwrap_or_default(),
+            )
+        }
+        Ok(Err(message)) => json_owned(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": message }).to_string(),
+        ),
+        Err(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"the inspection could not run"}"#,
         ),
     }
 }

@@ -180,14 +180,14 @@ pub fn words(language: &str) -> &'static Words {
     }
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn table(out: &mut String, headers: &[&str], rows: Vec<Vec<String>>, empty: &str) {
+pub(crate) fn table(out: &mut String, headers: &[&str], rows: Vec<Vec<String>>, empty: &str) {
     if rows.is_empty() {
         let _ = writeln!(out, "<p class=\"none\">{}</p>", escape(empty));
         return;
@@ -454,7 +454,7 @@ fn relation_words(relation: &str, w: &Words) -> String {
     }
 }
 
-const CSS: &str = "body{font-family:system-ui,'Noto Sans CJK SC','PingFang SC',sans-serif;margin:2rem auto;max-width:60rem;color:#1a202c;line-height:1.45}\
+pub(crate) const CSS: &str = "body{font-family:system-ui,'Noto Sans CJK SC','PingFang SC',sans-serif;margin:2rem auto;max-width:60rem;color:#1a202c;line-height:1.45}\
 h1{border-bottom:2px solid #2b6cb0;padding-bottom:.3rem}h2{margin-top:2rem;color:#2b6cb0}h3.warn{color:#c53030}\
 table{border-collapse:collapse;width:100%;margin:.5rem 0;font-size:.9rem}th,td{border:1px solid #cbd5e0;padding:.25rem .5rem;text-align:left;vertical-align:top}\
 th{background:#edf2f7}code{font-size:.8rem;color:#4a5568}.none{color:#718096;font-style:italic}.legend .a{color:#2b6cb0}.legend .d{color:#c53030}\

@@ -5,6 +5,7 @@
 
 mod checks;
 pub mod history;
+pub mod html;
 
 use std::fmt;
 
@@ -84,4 +85,47 @@ pub fn changes(previous: &[Item], current: &[Item]) -> Changes {
         }
     }
     changes
+}
+
+/// One inspection: its items, what changed since the previous one (none: the first), when.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    pub at_ms: i64,
+    pub items: Vec<Item>,
+    pub changes: Option<Changes>,
+}
+
+impl Inspection {
+    pub fn failures_by_area(&self) -> std::collections::BTreeMap<String, i64> {
+        let mut areas = std::collections::BTreeMap::new();
+        for item in &self.items {
+            let count = areas.entry(item.area().to_owned()).or_insert(0);
+            if item.status == Status::Fail {
+                *count += 1;
+            }
+        }
+        areas
+    }
+}
+
+/// Runs every check, compares with the previous inspection and records this one (a history
+/// that cannot be written is reported in the log, never fatal).
+pub fn inspect(config: &crate::config::Config, live: Option<&Live>) -> Inspection {
+    let at_ms = crate::erasure::store::now_ms();
+    let items = run(config, live);
+    let changes = match history::previous(&config.data_dir) {
+        Ok(previous) => previous.map(|(_, previous)| changes(&previous, &items)),
+        Err(err) => {
+            tracing::warn!("the inspection history is unavailable: {err}");
+            None
+        }
+    };
+    if let Err(err) = history::record(&config.data_dir, at_ms, &items) {
+        tracing::warn!("this inspection could not be recorded: {err}");
+    }
+    Inspection {
+        at_ms,
+        items,
+        changes,
+    }
 }

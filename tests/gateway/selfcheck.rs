@@ -58,8 +58,24 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
             "upstreams:\n  backend:\n",
             "security_headers:\n  strict_transport_security: null\nupstreams:\n  remote:\n    url: http://10.20.30.40:8080\n  backend:\n",
         );
+    // ...and an erasure request left waiting past its due time.
+    let weak = format!(
+        "{weak}\nerasure:\n  due_within: 1ms\n  systems:\n    backend:\n      delete: {{ url: \"{}/patients/{{patient_id}}\" }}\n",
+        upstream.url()
+    );
     // The weak deployment has run (its stores exist), then the inspection comes.
-    start_gateway(&pki, &weak).await.shutdown().await;
+    let gateway = start_gateway(&pki, &weak).await;
+    let api = wardgate::admin::client::AdminClient::new(
+        &format!("http://{}", gateway.admin_addr),
+        &pki.path("admin-token"),
+    )
+    .unwrap();
+    let body = serde_json::json!({"patient_id": "p-1", "requester": "patient", "channel": "app",
+        "reason": "withdrew consent", "verification_ref": "ID card", "submitted_by": "clerk"});
+    api.call(http::Method::POST, "/admin/erasure-requests", Some(body))
+        .await
+        .unwrap();
+    gateway.shutdown().await;
     let path = pki.path("wardgate.yaml");
     let (code, text, items) = selfcheck(&path, &[]);
     assert_eq!(code, 1, "{text}");
@@ -70,7 +86,7 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
         ("access.break_glass", "WARN"),
         ("fields.protection", "FAIL"),
         ("reviews.last_signed", "FAIL"),
-        ("erasure.configured", "WARN"),
+        ("erasure.overdue", "FAIL"),
         ("recovery.backup", "WARN"),
         ("recovery.restore_drill", "WARN"),
         ("operations.metrics", "WARN"),
@@ -137,6 +153,7 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
         ("recovery.restore_drill", "PASS"),
         ("operations.metrics", "PASS"),
         ("operations.reloads", "PASS"),
+        ("erasure.configured", "WARN"),
     ] {
         assert_eq!(status(&items, id), expected, "{id}\n{text}");
     }
