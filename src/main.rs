@@ -62,6 +62,10 @@ enum Command {
         admin: Option<String>,
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// The running gateway's proxy listener, to handshake with (default: server.listen,
+        /// when it names a port).
+        #[arg(long)]
+        proxy: Option<std::net::SocketAddr>,
         /// Also write the items as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -388,22 +392,43 @@ fn main() -> ExitCode {
             config,
             admin,
             token_file,
+            proxy,
             json,
             out,
             language,
-        } => block_on(selfcheck(config, admin, token_file, json, out, language)),
+        } => block_on(selfcheck(SelfcheckArgs {
+            config,
+            admin,
+            token_file,
+            proxy,
+            json,
+            out,
+            language,
+        })),
     }
 }
 
-async fn selfcheck(
+struct SelfcheckArgs {
     config: PathBuf,
     admin: Option<String>,
     token_file: Option<PathBuf>,
+    proxy: Option<std::net::SocketAddr>,
     json: Option<PathBuf>,
     out: Option<PathBuf>,
     language: Option<String>,
-) -> anyhow::Result<ExitCode> {
+}
+
+async fn selfcheck(args: SelfcheckArgs) -> anyhow::Result<ExitCode> {
     use wardgate::selfcheck::{self, Status};
+    let SelfcheckArgs {
+        config,
+        admin,
+        token_file,
+        proxy,
+        json,
+        out,
+        language,
+    } = args;
     let loaded = match load_config(&config) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
@@ -413,11 +438,27 @@ async fn selfcheck(
         Some(url) => {
             let token = token_file.ok_or_else(|| anyhow::anyhow!("--admin needs --token-file"))?;
             let client = wardgate::admin::client::AdminClient::new(&url, &token)?;
+            let listen = loaded.config.server.listen;
+            let proxy = proxy.or_else(|| {
+                (listen.port() != 0).then(|| {
+                    let ip = if listen.ip().is_unspecified() {
+                        std::net::IpAddr::from([127, 0, 0, 1])
+                    } else {
+                        listen.ip()
+                    };
+                    std::net::SocketAddr::new(ip, listen.port())
+                })
+            });
+            let handshakes = match proxy {
+                Some(addr) => selfcheck::handshakes(&loaded.config, addr).await,
+                None => None,
+            };
             Some(selfcheck::Live {
                 metrics: client
                     .call(http::Method::GET, "/metrics", None)
                     .await
                     .map_err(|err| err.to_string()),
+                handshakes,
             })
         }
     };

@@ -217,11 +217,20 @@ async fn review_report(shared: &Shared, request: &Request<Incoming>) -> Response
 /// own metrics) and answers its JSON form; `wardgate_selfcheck_failures{area}` follows.
 async fn selfcheck(shared: &Shared) -> Response<ProxyBody> {
     let config_path = shared.config_path.clone();
+    let loaded = match crate::config::load(&config_path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            return json_owned(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": errors.to_string() }).to_string(),
+            )
+        }
+    };
     let live = crate::selfcheck::Live {
         metrics: Ok(shared.metrics.render()),
+        handshakes: crate::selfcheck::handshakes(&loaded.config, shared.proxy_addr).await,
     };
     let run = tokio::task::spawn_blocking(move || {
-        let loaded = crate::config::load(&config_path).map_err(|errors| errors.to_string())?;
         Ok::<_, String>(crate::selfcheck::inspect(&loaded.config, Some(&live)))
     })
     .await;

@@ -11,9 +11,23 @@ use crate::config::{AuthMode, Config, Durability};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What the running gateway shows on its admin listener (`--admin`): its metrics text.
+/// What the running gateway shows: its metrics text (admin listener), and what real
+/// handshakes with its proxy listener negotiated, per protocol version.
 pub struct Live {
     pub metrics: Result<String, String>,
+    pub handshakes: Option<Vec<(&'static str, Result<String, String>)>>,
+}
+
+/// Handshakes with the listener at `addr`, pinning the certificate the config names.
+pub async fn handshakes(
+    config: &Config,
+    addr: std::net::SocketAddr,
+) -> Option<Vec<(&'static str, Result<String, String>)>> {
+    let leaf = crate::tls::load_certs(&config.server.tls.cert)
+        .ok()?
+        .into_iter()
+        .next()?;
+    Some(super::handshake::probe(addr, leaf).await)
 }
 
 fn item(id: &str, status: Status, found: impl Into<String>, fix: &str) -> Item {
@@ -41,6 +55,7 @@ fn age_days(ms: i64) -> i64 {
 pub fn run(config: &Config, live: Option<&Live>) -> Vec<Item> {
     let mut items = Vec::new();
     transport(config, &mut items);
+    live_transport(live, &mut items);
     access(config, &mut items);
     fields(config, &mut items);
     audit(config, &mut items);
@@ -49,6 +64,34 @@ pub fn run(config: &Config, live: Option<&Live>) -> Vec<Item> {
     recovery(config, &mut items);
     operations(live, &mut items);
     items
+}
+
+fn live_transport(live: Option<&Live>, items: &mut Vec<Item>) {
+    let Some(handshakes) = live.and_then(|live| live.handshakes.as_ref()) else {
+        items.push(item(
+            "transport.handshake",
+            Status::Warn,
+            "not checked: give the running gateway's listener (--proxy) to handshake with it",
+            "run selfcheck against the running gateway",
+        ));
+        return;
+    };
+    let tls13 = handshakes.iter().find(|(v, _)| *v == "TLS 1.3");
+    let ok = tls13.is_some_and(|(_, result)| result.is_ok());
+    let found = handshakes
+        .iter()
+        .map(|(version, result)| match result {
+            Ok(suite) => format!("{version}: {suite}"),
+            Err(err) => format!("{version}: refused ({err})"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    items.push(item(
+        "transport.handshake",
+        if ok { Status::Pass } else { Status::Fail },
+        format!("handshakes with the listener: {found}"),
+        "the listener must complete a TLS 1.3 handshake with the configured certificate",
+    ));
 }
 
 fn transport(config: &Config, items: &mut Vec<Item>) {

@@ -4,6 +4,7 @@
 //! `data_dir/selfcheck.db`, so a run says what changed since the previous inspection.
 
 mod checks;
+pub mod handshake;
 pub mod history;
 pub mod html;
 
@@ -11,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use checks::{run, Live};
+pub use checks::{handshakes, run, Live};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

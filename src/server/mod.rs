@@ -49,6 +49,8 @@ pub struct Shared {
     pub force_close: CancellationToken,
     /// Open break-glass grants; they outlive config reloads.
     pub grants: BreakGlassGrants,
+    /// The address the proxy listener is bound to (for the self-inspection's handshakes).
+    pub proxy_addr: SocketAddr,
     /// Erasure workflows, when configured (a restart applies changes to their systems).
     pub erasure: Option<Arc<Erasure>>,
     /// Requests in progress, at most `server.limits.max_in_flight` (a restart resizes it).
@@ -295,6 +297,7 @@ impl RunningGateway {
             force_close: CancellationToken::new(),
             grants: BreakGlassGrants::default(),
             in_flight: Arc::new(Semaphore::new(config.server.limits.max_in_flight)),
+            proxy_addr,
             erasure,
             keys,
             limits: config.server.limits.clone(),

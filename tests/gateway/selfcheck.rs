@@ -76,6 +76,9 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
         .await
         .unwrap();
     gateway.shutdown().await;
+    // The last permission review was signed 200 days ago.
+    let long_ago = wardgate::erasure::store::now_ms() - 200 * 86_400_000;
+    wardgate::review::store::sign(&pki.path("data"), "co-old", "0", (0, 1), &[], long_ago).unwrap();
     let path = pki.path("wardgate.yaml");
     let (code, text, items) = selfcheck(&path, &[]);
     assert_eq!(code, 1, "{text}");
@@ -90,6 +93,7 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
         ("recovery.backup", "WARN"),
         ("recovery.restore_drill", "WARN"),
         ("operations.metrics", "WARN"),
+        ("transport.handshake", "WARN"),
         ("transport.certificate", "PASS"),
         ("transport.protocols", "PASS"),
         ("access.deny_by_default", "PASS"),
@@ -102,6 +106,10 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
     }
     assert!(text.contains("FAIL  audit.durable  patient-data routes with buffered audit: patient-records  -> remove `audit: buffered`"), "{text}");
     assert!(text.contains("first inspection recorded"), "{text}");
+    assert!(
+        text.contains("the last review was signed by co-old 200 days ago"),
+        "{text}"
+    );
 
     // Strengthened: every weakness above fixed, a review signed, a backup marker fresh, a
     // restore drill within 4 hours; checked live against the running gateway.
@@ -137,10 +145,26 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
     let gateway = start_gateway(&pki, &strong).await;
     let admin = format!("http://{}", gateway.admin_addr);
     let token = pki.path("admin-token");
+    let page = pki.path("selfcheck.html");
+    let proxy = gateway.proxy_addr.to_string();
     let (code, text, items) = selfcheck(
         &path,
-        &["--admin", &admin, "--token-file", token.to_str().unwrap()],
+        &[
+            "--admin",
+            &admin,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--proxy",
+            &proxy,
+            "--out",
+            page.to_str().unwrap(),
+            "--language",
+            "zh-CN",
+        ],
     );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("合规自查报告") && html.contains("已整改") && html.contains("审计追溯"));
+    assert!(!html.contains("<script") && !html.contains("https://"));
     for (id, expected) in [
         ("audit.durable", "PASS"),
         ("transport.upstreams", "PASS"),
@@ -154,6 +178,7 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
         ("operations.metrics", "PASS"),
         ("operations.reloads", "PASS"),
         ("erasure.configured", "WARN"),
+        ("transport.handshake", "PASS"),
     ] {
         assert_eq!(status(&items, id), expected, "{id}\n{text}");
     }
@@ -174,6 +199,44 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
             history.contains(fixed),
             "{fixed} not listed as fixed: {history}"
         );
+    }
+
+    // The same inspection from the admin API, as JSON for dashboards, and the gauge.
+    let answer = wardgate::admin::client::AdminClient::new(&admin, &token)
+        .unwrap()
+        .call(http::Method::GET, "/admin/selfcheck", None)
+        .await
+        .unwrap();
+    let inspection: Value = serde_json::from_str(&answer).unwrap();
+    let all = inspection["items"].as_array().unwrap();
+    assert!(all.len() > 20);
+    let handshake = all
+        .iter()
+        .find(|item| item["id"] == "transport.handshake")
+        .unwrap();
+    assert_eq!(handshake["status"], "PASS", "{handshake}");
+    assert!(
+        handshake["found"]
+            .as_str()
+            .unwrap()
+            .contains("TLS 1.3: TLS13_"),
+        "{handshake}"
+    );
+    assert_eq!(inspection["changes"]["new"], serde_json::json!([]));
+    // The gauge is set for every area the inspection covered (0: nothing fails there).
+    let metrics = admin_get(&gateway, "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    for area in [
+        "transport",
+        "access",
+        "fields",
+        "audit",
+        "reviews",
+        "recovery",
+        "operations",
+    ] {
+        let sample = format!("wardgate_selfcheck_failures{{area=\"{area}\"}} 0");
+        assert!(text.contains(&sample), "{sample} missing");
     }
     gateway.shutdown().await;
 }
