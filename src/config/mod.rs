@@ -217,6 +217,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     }
     config.admin.token_file.iter_mut().for_each(resolve);
     config.recovery.backup_marker.iter_mut().for_each(resolve);
+    config.operations.alerts_file.iter_mut().for_each(resolve);
     if let Some(erasure) = &mut config.erasure {
         for system in erasure.systems.values_mut() {
             system.delete.bearer_token_file.iter_mut().for_each(resolve);

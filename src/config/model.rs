@@ -56,6 +56,17 @@ pub struct Config {
     /// What `wardgate selfcheck` checks about backups and restores.
     #[serde(default)]
     pub recovery: RecoveryConfig,
+    /// What `wardgate selfcheck` checks about monitoring.
+    #[serde(default)]
+    pub operations: OperationsConfig,
+}
+
+/// Monitoring, as the self-inspection sees it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperationsConfig {
+    /// The Prometheus alert rules file deployed for wardgate (checked to exist and hold rules).
+    pub alerts_file: Option<PathBuf>,
 }
 
 /// Backups and restore drills, as the self-inspection sees them.

@@ -62,8 +62,46 @@ pub fn run(config: &Config, live: Option<&Live>) -> Vec<Item> {
     reviews(config, &mut items);
     erasure(config, &mut items);
     recovery(config, &mut items);
+    alerts(config, &mut items);
     operations(live, &mut items);
     items
+}
+
+fn alerts(config: &Config, items: &mut Vec<Item>) {
+    let Some(path) = &config.operations.alerts_file else {
+        items.push(item(
+            "operations.alerts",
+            Status::Warn,
+            "no alert rules file configured (operations.alerts_file)",
+            "deploy wardgate's Prometheus alert rules and name the file in operations.alerts_file",
+        ));
+        return;
+    };
+    let rules = std::fs::read_to_string(path).map(|text| {
+        text.lines()
+            .filter(|line| line.trim_start().starts_with("- alert:"))
+            .count()
+    });
+    items.push(match rules {
+        Ok(count) if count > 0 => item(
+            "operations.alerts",
+            Status::Pass,
+            format!("{} holds {count} alert rules", path.display()),
+            "",
+        ),
+        Ok(_) => item(
+            "operations.alerts",
+            Status::Fail,
+            format!("{} holds no alert rule", path.display()),
+            "deploy wardgate's alert rules",
+        ),
+        Err(err) => item(
+            "operations.alerts",
+            Status::Fail,
+            format!("{}: {err}", path.display()),
+            "deploy wardgate's alert rules where operations.alerts_file says",
+        ),
+    });
 }
 
 fn live_transport(live: Option<&Live>, items: &mut Vec<Item>) {

@@ -93,6 +93,7 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
         ("recovery.backup", "WARN"),
         ("recovery.restore_drill", "WARN"),
         ("operations.metrics", "WARN"),
+        ("operations.alerts", "WARN"),
         ("transport.handshake", "WARN"),
         ("transport.certificate", "PASS"),
         ("transport.protocols", "PASS"),
@@ -116,10 +117,16 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
     let ring = pki.path("kek-ring.json");
     wardgate::crypto::manage::init(&ring).unwrap();
     std::fs::write(pki.path("backup.done"), "").unwrap();
+    std::fs::write(
+        pki.path("alerts.yaml"),
+        "groups:\n  - name: wardgate\n    rules:\n      - alert: WardgateAuditWriteErrors\n        expr: increase(wardgate_audit_write_errors_total[5m]) > 0\n",
+    )
+    .unwrap();
     let strong = format!(
-        "{strong_base}\nfield_protection:\n  key_ring_file: {}\n  fields:\n    phone: {{ redact: partial }}\nrecovery:\n  backup_marker: {}\n  restore_drill: {{ at: 2026-11-01, took: 2h15m }}\n",
+        "{strong_base}\nfield_protection:\n  key_ring_file: {}\n  fields:\n    phone: {{ redact: partial }}\nrecovery:\n  backup_marker: {}\n  restore_drill: {{ at: 2026-11-01, took: 2h15m }}\noperations:\n  alerts_file: {}\n",
         ring.display(),
-        pki.path("backup.done").display()
+        pki.path("backup.done").display(),
+        pki.path("alerts.yaml").display()
     );
     let path = write_config(&pki, &strong);
     std::fs::write(
@@ -179,6 +186,7 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
         ("operations.reloads", "PASS"),
         ("erasure.configured", "WARN"),
         ("transport.handshake", "PASS"),
+        ("operations.alerts", "PASS"),
     ] {
         assert_eq!(status(&items, id), expected, "{id}\n{text}");
     }
