@@ -10,6 +10,17 @@ use clap::{Parser, Subcommand};
 use wardgate::config;
 use wardgate::demo::tokens::{MintError, SigningKey, TokenClaims};
 
+/// Loads a config for an offline command, or returns from the command with exit status 2
+/// (the problems printed by `load_config`).
+macro_rules! config_or_exit {
+    ($path:expr) => {
+        match load_config($path) {
+            Ok(loaded) => loaded,
+            Err(code) => return Ok(code),
+        }
+    };
+}
+
 #[derive(Parser)]
 #[command(
     name = "wardgate",
@@ -429,10 +440,7 @@ async fn selfcheck(args: SelfcheckArgs) -> anyhow::Result<ExitCode> {
         out,
         language,
     } = args;
-    let loaded = match load_config(&config) {
-        Ok(loaded) => loaded,
-        Err(code) => return Ok(code),
-    };
+    let loaded = config_or_exit!(&config);
     let live = match admin {
         None => None,
         Some(url) => {
@@ -521,10 +529,7 @@ fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
             json,
             language,
         } => {
-            let loaded = match load_config(&config) {
-                Ok(loaded) => loaded,
-                Err(code) => return Ok(code),
-            };
+            let loaded = config_or_exit!(&config);
             let time = |text: &str, what: &str| {
                 wardgate::audit::query::parse_time(text, now)
                     .map_err(|err| anyhow::anyhow!("--{what}: {err}"))
@@ -568,10 +573,7 @@ fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
             reviewer,
             decisions,
         } => {
-            let loaded = match load_config(&config) {
-                Ok(loaded) => loaded,
-                Err(code) => return Ok(code),
-            };
+            let loaded = config_or_exit!(&config);
             let id = review::sign(
                 &loaded.config.data_dir,
                 &report,
@@ -582,10 +584,7 @@ fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
             println!("review {id} signed by {reviewer}");
         }
         ReviewCommand::History { config } => {
-            let loaded = match load_config(&config) {
-                Ok(loaded) => loaded,
-                Err(code) => return Ok(code),
-            };
+            let loaded = config_or_exit!(&config);
             let reviews = review::store::history(&loaded.config.data_dir)?;
             if reviews.is_empty() {
                 println!("no signed review yet");
@@ -617,10 +616,7 @@ async fn erasure(args: ErasureArgs) -> anyhow::Result<ExitCode> {
     use http::Method;
     use serde_json::json;
     if let ErasureCommand::VerifyReceipt { file, config } = &args.command {
-        let loaded = match load_config(config) {
-            Ok(loaded) => loaded,
-            Err(code) => return Ok(code),
-        };
+        let loaded = config_or_exit!(config);
         let key = wardgate::audit::load_signing_key(&loaded.config.audit.signing_key_file)
             .map_err(anyhow::Error::msg)?;
         let text = std::fs::read_to_string(file)
@@ -779,10 +775,7 @@ fn load_config(path: &std::path::Path) -> Result<config::LoadedConfig, ExitCode>
 }
 
 fn audit_verify(path: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
-    let loaded = match load_config(path) {
-        Ok(loaded) => loaded,
-        Err(code) => return Ok(code),
-    };
+    let loaded = config_or_exit!(path);
     let key = wardgate::audit::load_signing_key(&loaded.config.audit.signing_key_file)
         .map_err(anyhow::Error::msg)?;
     let reader = wardgate::audit::store::AuditReader::open(&loaded.config.data_dir)?;
@@ -807,10 +800,7 @@ fn audit_query(
     format: wardgate::audit::query::Format,
 ) -> anyhow::Result<ExitCode> {
     use wardgate::audit::query;
-    let loaded = match load_config(path) {
-        Ok(loaded) => loaded,
-        Err(code) => return Ok(code),
-    };
+    let loaded = config_or_exit!(path);
     let key = wardgate::identity::read_secret(&loaded.config.audit.pseudonym_key_file, 32)
         .map_err(anyhow::Error::msg)?;
     let pseudonyms = wardgate::audit::Pseudonymizer::new(key);

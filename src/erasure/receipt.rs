@@ -8,6 +8,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::store::Request;
+use crate::store::rfc3339 as time;
 
 pub const FORMAT: &str = "wardgate-erasure-receipt-v1";
 
@@ -64,12 +65,6 @@ pub enum ReceiptError {
     Unsigned,
     #[error("the signature does not match: the receipt was altered, or signed by another key")]
     BadSignature,
-}
-
-fn time(ms: i64) -> String {
-    let at =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -94,11 +94,7 @@ pub struct ErasureStore {
     connection: Mutex<Connection>,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use crate::store::now_ms;
 
 impl ErasureStore {
     pub fn open(data_dir: &Path) -> Result<ErasureStore, StoreError> {

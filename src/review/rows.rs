@@ -3,12 +3,7 @@
 
 use super::report::{Report, SubjectRow};
 
-/// RFC 3339, seconds, UTC.
-pub fn date(ms: i64) -> String {
-    let at =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
-}
+pub use crate::store::rfc3339 as date;
 
 pub fn subjects(rows: &[SubjectRow]) -> Vec<Vec<String>> {
     rows.iter()

@@ -78,3 +78,17 @@ pub fn check_writable(data_dir: &Path, file: &str) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Milliseconds since the Unix epoch, as the stores keep times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A stored time (milliseconds since the epoch) as RFC 3339, seconds, UTC.
+pub fn rfc3339(ms: i64) -> String {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
