@@ -1,13 +1,32 @@
-# Shared by the load scripts: installs wrk when missing, builds the release binary, starts
-# `wardgate demo` on fixed loopback ports and stops everything started (by PID) on exit.
-# After `start_demo`: $bin, $config (the demo's config) and $dir (its folder) are set; add
-# the PIDs of other processes to $pids to have them stopped too.
+# Shared by the load scripts: installs missing tools from Debian's packages, builds the release
+# binary, starts `wardgate demo` or `wardgate run` on fixed loopback ports, and stops every
+# process started (by its PID) on exit. After `start_demo`: $bin, $config (the demo's config)
+# and $dir (its folder) are set. `track PID` has another process stopped too.
 
 bin=target/release/wardgate
 pids=""
 
+track() { pids="$pids $1"; }
+
+stop_all() {
+  # shellcheck disable=SC2086
+  [ -n "${pids// /}" ] && { kill $pids 2>/dev/null || true; wait $pids 2>/dev/null || true; }
+  pids=""
+}
+trap stop_all EXIT
+
+# need COMMAND PACKAGE...: installs the packages when the command is missing.
+need() {
+  local command=$1
+  shift
+  command -v "$command" >/dev/null && return
+  [ -n "${apt_updated:-}" ] || { apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 prepare() {
-  command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+  need wrk wrk
+  need curl curl
   cargo build --release --quiet
 }
 
@@ -15,16 +34,26 @@ start_demo() {
   local out
   out=$(mktemp)
   "$bin" demo --listen 127.0.0.1:18443 --admin 127.0.0.1:19090 --backend 127.0.0.1:18081 >"$out" 2>/dev/null &
-  pids="$!"
-  trap 'kill $pids 2>/dev/null; wait $pids 2>/dev/null; rm -f "$out"' EXIT
+  track $!
   for _ in $(seq 1 100); do grep -q "Press Ctrl-C" "$out" && break; sleep 0.1; done
   config=$(grep -o '/[^ ]*/demo.yaml' "$out" | head -1)
   dir=$(dirname "$config")
+  rm -f "$out"
 }
 
-# Starts `wardgate run` on a config and waits until its admin listener (given) is ready.
+# wait_ready URL: polls until the URL answers 2xx (20 s at most).
+wait_ready() {
+  for _ in $(seq 1 200); do curl -sfk "$1" >/dev/null && return 0; sleep 0.1; done
+  echo "not ready: $1" >&2
+  return 1
+}
+
+# Starts `wardgate run` on a config and waits until its admin listener (given) is ready; extra
+# arguments are a command prefix (taskset -c 0).
 start_run() {
-  "$bin" run --config "$1" 2>/dev/null &
-  pids="$pids $!"
-  for _ in $(seq 1 100); do curl -sf "http://$2/readyz" >/dev/null && break; sleep 0.1; done
+  local config=$1 admin=$2
+  shift 2
+  "$@" "$bin" run --config "$config" 2>>"${log:-/dev/null}" &
+  track $!
+  wait_ready "http://$admin/readyz"
 }

@@ -63,6 +63,21 @@ enum Command {
     /// The semiannual permission review: the report, sign-off, history.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Ask a running gateway's admin listener whether it is alive (`GET /healthz`): exit 0
+    /// when it answers 200 within 3 s, 1 otherwise. For container health checks.
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+    },
+    /// Copy every store of the data directory (a consistent snapshot of each, taken while
+    /// the gateway runs) into a new folder, and touch `recovery.backup_marker`.
+    Backup {
+        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
+        config: PathBuf,
+        /// A new folder for the copy.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Self-inspection of the deployment: one line per item, PASS, WARN or FAIL, with the
     /// evidence and the fix; exit 1 when anything fails.
     Selfcheck {
@@ -256,8 +271,9 @@ enum AuditCommand {
     Query {
         #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
         config: PathBuf,
-        /// The patient id as the hospital knows it; its pseudonym is computed here.
-        #[arg(long, required_unless_present = "subject")]
+        /// The patient id as the hospital knows it; its pseudonym is computed here. Without
+        /// --patient or --subject, --since is required and the whole period is scanned.
+        #[arg(long, required_unless_present_any = ["subject", "since"])]
         patient: Option<String>,
         #[arg(long)]
         subject: Option<String>,
@@ -313,6 +329,14 @@ enum TokenCommand {
         #[arg(long)]
         i_know_this_is_not_production: bool,
     },
+    /// Print the JWKS (public keys) that verifies the tokens `mint` signs: the demo key's, or
+    /// the public half of --key, for `identity.jwt.jwks_file`.
+    Jwks {
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long, default_value = wardgate::demo::tokens::DEMO_KID)]
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -366,6 +390,7 @@ fn main() -> ExitCode {
             };
             report(mint(claims, key, &kid, i_know_this_is_not_production))
         }
+        Command::Token(TokenCommand::Jwks { key, kid }) => report(jwks(key, &kid)),
         Command::Policy(PolicyCommand::Explain {
             config,
             token,
@@ -399,6 +424,8 @@ fn main() -> ExitCode {
         Command::Keys(command) => report(keys(command)),
         Command::Erasure(args) => block_on(erasure(args)),
         Command::Review(command) => report(review(command)),
+        Command::Backup { config, out } => report(backup(&config, &out)),
+        Command::Health { url } => block_on(health(url)),
         Command::Selfcheck {
             config,
             admin,
@@ -774,6 +801,54 @@ fn load_config(path: &std::path::Path) -> Result<config::LoadedConfig, ExitCode>
     })
 }
 
+async fn health(url: String) -> anyhow::Result<ExitCode> {
+    let uri: hyper::Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(3), client.get(uri)).await;
+    match answer {
+        Ok(Ok(response)) if response.status().is_success() => {
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Ok(response)) => {
+            println!("{url} answered {}", response.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(Err(err)) => {
+            println!("{url}: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(_) => {
+            println!("{url}: no answer within 3 s");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn backup(path: &std::path::Path, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let loaded = config_or_exit!(path);
+    let config = &loaded.config;
+    let manifest = wardgate::store::backup::backup(&config.data_dir, out)?;
+    for file in &manifest.files {
+        println!(
+            "{:<14} {:>12} bytes  sha256 {}",
+            file.file, file.bytes, file.sha256
+        );
+    }
+    if let Some(marker) = &config.recovery.backup_marker {
+        std::fs::write(marker, format!("{}\n", manifest.taken_at))
+            .with_context(|| format!("cannot touch the backup marker {}", marker.display()))?;
+    }
+    println!(
+        "backup of {} written to {}",
+        config.data_dir.display(),
+        out.display()
+    );
+    println!("Back up the key ring and the erasure ledger too, each apart from this copy (docs/operations.md).");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn audit_verify(path: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
     let loaded = config_or_exit!(path);
     let key = wardgate::audit::load_signing_key(&loaded.config.audit.signing_key_file)
@@ -857,6 +932,15 @@ fn mint(
         Some(path) => return Err(MintError::NotDemoKey(path.display().to_string()).into()),
     };
     println!("{}", signing_key.sign(&claims.to_json())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn jwks(key: Option<PathBuf>, kid: &str) -> anyhow::Result<ExitCode> {
+    let signing_key = match key {
+        None => SigningKey::demo()?,
+        Some(path) => SigningKey::from_file(&path, kid)?,
+    };
+    println!("{}", signing_key.jwks()?);
     Ok(ExitCode::SUCCESS)
 }
 

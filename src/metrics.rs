@@ -66,6 +66,8 @@ pub struct Metrics {
     pub audit_queue_depth: IntGauge,
     pub audit_commit_duration: Histogram,
     pub audit_chain_head_seq: IntGauge,
+    /// 1 when the last self-inspection found the audit chain broken; 0 otherwise (and before any).
+    pub audit_chain_broken: IntGauge,
     pub build_info: IntGaugeVec,
 }
 
@@ -253,6 +255,11 @@ impl Metrics {
             .expect("valid metric"),
             audit_chain_head_seq: IntGauge::new("wardgate_audit_chain_head_seq", "Sequence number of the last committed audit record")
                 .expect("valid metric"),
+            audit_chain_broken: IntGauge::new(
+                "wardgate_audit_chain_broken",
+                "1 when the last self-inspection found an audit chain or checkpoint broken, 0 otherwise",
+            )
+            .expect("valid metric"),
             build_info: IntGaugeVec::new(
                 Opts::new("wardgate_build_info", "Build information"),
                 &["version"],
@@ -301,6 +308,7 @@ impl Metrics {
             Box::new(self.audit_queue_depth.clone()),
             Box::new(self.audit_commit_duration.clone()),
             Box::new(self.audit_chain_head_seq.clone()),
+            Box::new(self.audit_chain_broken.clone()),
             Box::new(self.build_info.clone()),
         ];
         for collector in collectors {

@@ -236,6 +236,14 @@ async fn selfcheck(shared: &Shared) -> Response<ProxyBody> {
     .await;
     match run {
         Ok(Ok(inspection)) => {
+            if let Some(chain) = inspection
+                .items
+                .iter()
+                .find(|item| item.id == "audit.chain")
+            {
+                let broken = chain.status == crate::selfcheck::Status::Fail;
+                shared.metrics.audit_chain_broken.set(i64::from(broken));
+            }
             for (area, failures) in inspection.failures_by_area() {
                 shared
                     .metrics

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use checkpoint::{load_signing_key, Checkpoint};
 pub use pseudonym::Pseudonymizer;
-pub use record::{AuditRecord, GENESIS};
+pub use record::{hex, AuditRecord, GENESIS};
 use store::SqliteAuditStore;
 use writer::{Sink, Submission, WriterSettings};
 
@@ -139,6 +139,7 @@ impl Audit {
     ) -> Result<(), AuditUnavailable> {
         let record = Box::new(record);
         match durability {
+            Durability::NotAudited => Ok(()),
             Durability::Buffered => self
                 .queue
                 .send(Submission::Record {

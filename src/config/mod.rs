@@ -229,6 +229,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(protection) = &mut config.field_protection {
         protection.key_ring_file.iter_mut().for_each(resolve);
     }
+    if let Some(erasure) = &mut config.erasure {
+        erasure.ledger_file.iter_mut().for_each(resolve);
+    }
     if let Some(identity) = &mut config.identity {
         identity
             .upstream_signing_key_file

@@ -316,6 +316,11 @@ pub struct ErasureConfig {
     pub legal_holds: Vec<LegalHold>,
     /// Systems holding patient data, by name.
     pub systems: BTreeMap<String, ErasureSystem>,
+    /// An append-only list of erased patients (pseudonyms), on storage apart from the data
+    /// directory and its backups: at every start each patient listed is erased again, so a
+    /// restored backup from before an erasure cannot bring a shredded key back.
+    #[serde(default)]
+    pub ledger_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -428,6 +433,10 @@ pub enum Durability {
     Durable,
     /// Once the record is queued.
     Buffered,
+    /// No record: only for public routes (`auth: none`, no resource, patient or fields),
+    /// such as static assets or a status page, where a record per hit costs more than it tells.
+    #[serde(rename = "none")]
+    NotAudited,
 }
 
 /// Reloading on file changes (SIGHUP and `POST /admin/reload` always work).
@@ -800,6 +809,10 @@ pub struct JwtConfig {
     pub leeway: HumanDuration,
     #[serde(default = "defaults::max_token_size")]
     pub max_token_size: ByteSize,
+    /// Tokens verified once and then recognised until they expire (by SHA-256, never kept
+    /// themselves); 0 verifies every request's signature.
+    #[serde(default = "defaults::token_cache_capacity")]
+    pub cache_capacity: usize,
     #[serde(default)]
     pub claims: ClaimMapping,
 }
@@ -977,6 +990,9 @@ mod defaults {
     }
     pub fn jwt_leeway() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))
+    }
+    pub fn token_cache_capacity() -> usize {
+        10_000
     }
     pub fn max_token_size() -> ByteSize {
         ByteSize(8 * 1024)

@@ -233,6 +233,33 @@ impl PatientKeys {
         Ok(existed)
     }
 
+    /// Shreds every listed patient's key still alive, in one transaction (at start, for the
+    /// erased patients: a data directory restored from before an erasure holds their keys).
+    /// Returns how many live keys were destroyed.
+    pub fn shred_all(&self, patients: &[String]) -> Result<usize, KeyStoreError> {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
+        let Ok(mut connection) = self.connection.lock() else {
+            return Ok(0);
+        };
+        let transaction = connection.transaction()?;
+        let mut destroyed = 0;
+        for patient in patients {
+            destroyed += transaction.execute(
+                "UPDATE patient_keys SET wrapped = NULL, kek_version = NULL, shredded = 1
+                 WHERE patient = ?1 AND shredded = 0",
+                params![patient],
+            )?;
+            transaction.execute(
+                "INSERT OR IGNORE INTO patient_keys (patient, wrapped, kek_version, shredded) VALUES (?1, NULL, NULL, 1)",
+                params![patient],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(destroyed)
+    }
+
     /// Rewraps every live key under the ring's newest version (after a rotation); backend
     /// data is untouched. Returns how many keys were rewrapped.
     pub fn rewrap_all(&self) -> Result<usize, KeyStoreError> {

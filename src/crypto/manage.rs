@@ -27,6 +27,8 @@ pub enum ManageError {
     Store(#[from] KeyStoreError),
     #[error("{0}")]
     PseudonymKey(String),
+    #[error("{0}")]
+    Ledger(#[from] crate::erasure::ledger::LedgerError),
 }
 
 /// Where the config says the ring is.
@@ -148,5 +150,12 @@ pub fn shred(config: &Config, patient_id: &str) -> Result<bool, ManageError> {
     let key = crate::identity::read_secret(&config.audit.pseudonym_key_file, 32)
         .map_err(ManageError::PseudonymKey)?;
     let patient = Pseudonymizer::new(key).pseudonym(patient_id);
+    if let Some(path) = config
+        .erasure
+        .as_ref()
+        .and_then(|e| e.ledger_file.as_deref())
+    {
+        crate::erasure::ledger::Ledger::new(path).append(&patient)?;
+    }
     Ok(open_store(config)?.shred(&patient)?)
 }

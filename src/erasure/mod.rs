@@ -13,6 +13,7 @@
 //! ```
 
 pub mod connector;
+pub mod ledger;
 pub mod receipt;
 pub mod store;
 mod worker;
@@ -69,6 +70,8 @@ pub struct Erasure {
     signing_key: SigningKey,
     /// Pseudonyms of erased patients: their data answers 410.
     erased: RwLock<HashSet<String>>,
+    /// Erased patients, apart from the data directory (`erasure.ledger_file`).
+    pub ledger: Option<ledger::Ledger>,
     /// Wakes the worker when there is new work.
     pub wake: Notify,
 }
@@ -93,11 +96,33 @@ impl Erasure {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let erased = store
+        let mut erased: HashSet<String> = store
             .erased_patients()
             .map_err(|err| vec![Invalid::new("erasure", err.to_string())])?
             .into_iter()
             .collect();
+        let ledger = config.ledger_file.as_deref().map(ledger::Ledger::new);
+        if let Some(ledger) = &ledger {
+            let listed = ledger
+                .patients()
+                .map_err(|err| vec![Invalid::new("erasure.ledger_file", err.to_string())])?;
+            let mut restored = 0;
+            for patient_ref in listed {
+                if !erased.contains(&patient_ref) {
+                    store
+                        .tombstone(&patient_ref, "ledger")
+                        .map_err(|err| vec![Invalid::new("erasure", err.to_string())])?;
+                    erased.insert(patient_ref);
+                    restored += 1;
+                }
+            }
+            if restored > 0 {
+                tracing::warn!(
+                    patients = restored,
+                    "erased patients missing from the erasure store (a restored backup?) are erased again from the ledger"
+                );
+            }
+        }
         Ok(Erasure {
             config: config.clone(),
             store,
@@ -105,8 +130,17 @@ impl Erasure {
             client,
             signing_key,
             erased: RwLock::new(erased),
+            ledger,
             wake: Notify::new(),
         })
+    }
+
+    /// Every erased patient (by pseudonym).
+    pub fn erased_patients(&self) -> Vec<String> {
+        self.erased
+            .read()
+            .map(|erased| erased.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether the patient (by pseudonym) was erased.

@@ -8,6 +8,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::store::Request;
+use crate::audit::hex;
 use crate::store::rfc3339 as time;
 
 pub const FORMAT: &str = "wardgate-erasure-receipt-v1";
@@ -65,10 +66,6 @@ pub enum ReceiptError {
     Unsigned,
     #[error("the signature does not match: the receipt was altered, or signed by another key")]
     BadSignature,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Receipt {

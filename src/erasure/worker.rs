@@ -230,6 +230,10 @@ async fn execute(
     let (request_id, patient_ref) = (whose.id.as_str(), whose.patient_ref.as_str());
     match step.kind.as_str() {
         "tombstone" => {
+            // The ledger first: from here on no restored backup can bring the patient back.
+            if let Some(ledger) = &erasure.ledger {
+                ledger.append(patient_ref).map_err(|err| err.to_string())?;
+            }
             erasure
                 .store
                 .tombstone(patient_ref, request_id)

@@ -184,6 +184,11 @@ impl KeyStore {
         None
     }
 
+    /// The keys known now; a new set after every refresh.
+    pub fn current(&self) -> Arc<KeySet> {
+        self.current.load_full()
+    }
+
     pub fn key_count(&self) -> usize {
         self.current.load().len()
     }

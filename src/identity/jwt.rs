@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use super::jwks::KeyStore;
 use super::principal::{is_plain_value, AuthMethod, Principal};
+use super::token_cache::{Fingerprint, TokenCache};
 use super::AuthError;
 use crate::config::ClaimMapping;
 
@@ -26,6 +27,7 @@ pub struct JwtVerifier {
     leeway_secs: u64,
     max_size: usize,
     claims: ClaimMapping,
+    verified: TokenCache,
 }
 
 /// Header fields that would let a token bring or point to its own key.
@@ -42,6 +44,7 @@ impl JwtVerifier {
         leeway_secs: u64,
         max_size: usize,
         claims: ClaimMapping,
+        cache_capacity: usize,
     ) -> JwtVerifier {
         JwtVerifier {
             keys,
@@ -52,12 +55,21 @@ impl JwtVerifier {
             leeway_secs,
             max_size,
             claims,
+            verified: TokenCache::new(cache_capacity),
         }
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > self.max_size {
             return Err(AuthError::TooLarge);
+        }
+        let keys = self.keys.current();
+        let fingerprint = self.verified.enabled().then(|| Fingerprint::of(token));
+        if let Some(principal) = fingerprint
+            .as_ref()
+            .and_then(|token| self.verified.get(token, &keys))
+        {
+            return Ok(principal);
         }
         let algorithm = inspect_header(token)?;
         let key = match algorithm.as_str() {
@@ -96,7 +108,16 @@ impl JwtVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|err| map_error(&err))?;
-        self.principal(&data.claims)
+        let principal = self.principal(&data.claims)?;
+        if let (Some(token), Some(exp)) = (fingerprint, data.claims["exp"].as_u64()) {
+            self.verified.insert(
+                token,
+                &principal,
+                exp.saturating_add(self.leeway_secs),
+                keys,
+            );
+        }
+        Ok(principal)
     }
 
     fn principal(&self, claims: &Value) -> Result<Principal, AuthError> {

@@ -7,6 +7,7 @@ pub mod jwks;
 pub mod jwt;
 mod mtls;
 mod principal;
+mod token_cache;
 
 use http::header::{self, HeaderMap};
 use zeroize::Zeroizing;
@@ -95,6 +96,7 @@ impl Identity {
                     jwt.leeway.0.as_secs(),
                     usize::try_from(jwt.max_token_size.0).unwrap_or(usize::MAX),
                     jwt.claims.clone(),
+                    jwt.cache_capacity,
                 ))
             }
         };

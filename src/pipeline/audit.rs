@@ -22,6 +22,9 @@ pub async fn seal(
         .route
         .as_ref()
         .map_or(Durability::Buffered, |route| route.durability);
+    if durability == Durability::NotAudited {
+        return response;
+    }
     let record = record(gateway, ctx, response.status());
     match gateway.audit.submit(record, durability).await {
         Ok(()) => response,

@@ -109,6 +109,17 @@ impl RouteTable {
                 },
                 None => None,
             };
+            if route.audit == Some(Durability::NotAudited)
+                && (route.auth != AuthMode::None
+                    || route.resource.is_some()
+                    || route.patient.is_some()
+                    || !route.fields.is_empty())
+            {
+                problems.push(Invalid::new(
+                    format!("{key}.audit"),
+                    "`none` is only for public routes (auth: none, with no resource, patient or fields): every access to patient data leaves a record",
+                ));
+            }
             let index = routes.len();
             match by_template
                 .iter_mut()

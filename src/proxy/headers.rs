@@ -155,8 +155,14 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     });
     match usable {
         Some(value) => value.clone(),
-        None => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        None => {
+            // From the thread's CSPRNG (seeded by the OS) rather than a getrandom call per
+            // request: an id must be unique, not secret.
+            let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        }
     }
 }
 

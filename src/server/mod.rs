@@ -280,6 +280,19 @@ impl RunningGateway {
             }
             None => None,
         };
+        if let (Some(erasure), Some(keys)) = (&erasure, &keys) {
+            // An erased patient's key must stay destroyed, even in stores restored from a
+            // backup taken before the erasure.
+            let destroyed = keys.shred_all(&erasure.erased_patients()).map_err(|err| {
+                loaded.locate(vec![Invalid::new("field_protection", err.to_string())])
+            })?;
+            if destroyed > 0 {
+                tracing::warn!(
+                    keys = destroyed,
+                    "data keys of erased patients were alive (a restored backup?) and are shredded again"
+                );
+            }
+        }
         spawn_pruning(
             config.data_dir.clone(),
             audit.instance.clone(),

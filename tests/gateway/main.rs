@@ -19,6 +19,7 @@ mod metrics;
 mod normalize;
 mod policy_reload;
 mod proxy;
+mod recovery;
 mod review;
 mod selfcheck;
 mod tls;

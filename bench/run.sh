@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Side-by-side load run: wardgate against nginx and HAProxy doing the same TLS proxying, on
+# this machine, in one run. One upstream (examples/bench_upstream.rs: a ~1 KB JSON patient
+# record for GET, echo for POST) and in front of it, each on its own port with the same ECDSA
+# P-256 certificate:
+#
+#   nginx         TLS proxy, keep-alive to the upstream, no access log
+#   haproxy       TLS proxy, connection reuse to the upstream, no log
+#   wg-pass       wardgate, a passthrough route (`auth: none`, `audit: none`): TLS,
+#                 normalization, routing, metrics
+#   wg-full       wardgate, the full pipeline: JWT (EdDSA), casbin, three rate limit policies,
+#                 durable audit (committed before the response), 5 fields decrypted per response
+#
+# Prints one table (requests/s, p50, p99, p99.9, ratio to nginx) for HTTP/1.1 keep-alive (wrk)
+# and HTTP/2 (h2load), the latency added over the direct upstream at a paced request rate, and
+# wardgate's peak RSS with 1,000 connections open.
+#
+#   bash bench/run.sh [seconds per run] [connections]      (defaults: 10, 50)
+#
+# Environment: RATE (about how many requests/s the paced latency runs send, default 2000), PIN=0 (do not
+# pin the proxies to CPU 0 and the load generator and upstream to the other CPUs).
+# Installs nginx, haproxy, wrk and nghttp2-client (h2load) from Debian's packages when missing.
+# Traffic stays on 127.0.0.1; every process started is stopped by its PID at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+connections=${2:-50}
+rate=${RATE:-2000}
+
+. bench/lib.sh
+need nginx nginx
+need haproxy haproxy
+need h2load nghttp2-client
+need openssl openssl
+prepare
+cargo build --release --quiet --example bench_upstream
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+dir=$(mktemp -d /tmp/wardgate-bench.XXXXXX)
+log="$dir/servers.log"
+trap 'stop_all; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
+
+# CPU 0 serves; the others generate load and run the upstream.
+cpus=$(nproc)
+if [ "${PIN:-1}" = 1 ] && [ "$cpus" -ge 2 ]; then
+  serve=(taskset -c 0)
+  load=(taskset -c "1-$((cpus - 1))")
+  placement="proxies on CPU 0; load generator and upstream on CPU 1-$((cpus - 1))"
+else
+  serve=()
+  load=()
+  placement="not pinned"
+fi
+
+upstream=127.0.0.1:17080
+declare -A port=([nginx]=17441 [haproxy]=17442 [wg-pass]=17443 [wg-full]=17444)
+
+# -- One certificate for all: ECDSA P-256, signed by a throwaway CA ---------------------------
+(
+  cd "$dir"
+  p256=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${p256[@]}" -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=wardgate-bench-ca 2>/dev/null
+  openssl req "${p256[@]}" -keyout server-key.pem -out server.csr -subj /CN=localhost 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >ext.cnf
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -extfile ext.cnf -out server.pem 2>/dev/null
+  cat server.pem server-key.pem >haproxy.pem
+)
+
+# -- The upstream ------------------------------------------------------------------------------
+"${load[@]}" target/release/examples/bench_upstream "$upstream" 2>>"$log" &
+track $!
+
+# -- nginx -------------------------------------------------------------------------------------
+mkdir -p "$dir/nginx"
+cat >"$dir/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/nginx/body;
+  proxy_temp_path $dir/nginx/proxy;
+  upstream records { server $upstream; keepalive 256; }
+  server {
+    listen 127.0.0.1:${port[nginx]} ssl http2;
+    ssl_certificate $dir/server.pem;
+    ssl_certificate_key $dir/server-key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://records;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+"${serve[@]}" nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" 2>>"$log" &
+track $!
+
+# -- HAProxy -----------------------------------------------------------------------------------
+cat >"$dir/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend bench
+  bind 127.0.0.1:${port[haproxy]} ssl crt $dir/haproxy.pem alpn h2,http/1.1
+  default_backend records
+backend records
+  server records $upstream
+EOF
+"${serve[@]}" haproxy -db -f "$dir/haproxy.cfg" 2>>"$log" &
+track $!
+
+# -- wardgate: keys, policy, the two configs ----------------------------------------------------
+"$bin" token jwks >"$dir/jwks.json"
+"$bin" audit keygen --dir "$dir/audit" >/dev/null
+"$bin" keys init --file "$dir/kek-ring.json" >/dev/null
+cp policies/model.conf "$dir/model.conf"
+cat >"$dir/policy.csv" <<'EOF'
+p, patient, self, patient_profile, read
+p, patient, self, patient_profile, write
+p, patient, self, field:id_number, reveal
+p, patient, self, field:phone, reveal
+p, patient, self, field:address, reveal
+p, patient, self, field:insurance_number, reveal
+p, patient, self, field:diagnosis, reveal
+EOF
+
+gateway_config() { # name port admin-port
+  cat <<EOF
+data_dir: data-$1
+audit:
+  pseudonym_key_file: audit/audit-pseudonym.key
+  signing_key_file: audit/audit-signing.pem
+server:
+  listen: 127.0.0.1:$2
+  tls: { cert: server.pem, key: server-key.pem }
+admin:
+  listen: 127.0.0.1:$3
+log:
+  level: warn
+upstreams:
+  records:
+    url: http://$upstream
+EOF
+}
+
+{
+  gateway_config pass "${port[wg-pass]}" 17091
+  cat <<'EOF'
+routes:
+  - name: patient
+    path: /api/patients/{patient_id}
+    methods: [GET, PUT, POST]
+    upstream: records
+    auth: none
+    audit: none
+EOF
+} >"$dir/wg-pass.yaml"
+
+{
+  gateway_config full "${port[wg-full]}" 17092
+  cat <<'EOF'
+identity:
+  jwt:
+    issuer: https://idp.wardgate-demo.invalid
+    audiences: [wardgate-demo]
+    jwks_file: jwks.json
+policy:
+  model: model.conf
+  policy: policy.csv
+field_protection:
+  key_ring_file: kek-ring.json
+  fields:
+    id_number: { redact: mask, keep_last: 4 }
+    phone: { redact: partial }
+    address: { redact: remove }
+    insurance_number: { redact: mask, keep_last: 4 }
+    diagnosis: { redact: remove }
+# Quotas far above what the run sends: this measures the cost of counting, not of refusing.
+rate_limits:
+  policies:
+    per-ip: { key: client_ip, rate: 10000000/s }
+    per-subject: { key: subject, rate: 10000000/s }
+    per-patient: { key: subject_patient, rate: 10000000/s }
+  default: [per-ip, per-subject, per-patient]
+routes:
+  - name: patient
+    path: /api/patients/{patient_id}
+    methods: [GET, PUT, POST]
+    upstream: records
+    resource: patient_profile
+    patient: { from: path, name: patient_id }
+    audit: durable
+    fields:
+      id_number: [$.id_number]
+      phone: [$.phone]
+      address: [$.address]
+      insurance_number: [$.insurance_number]
+      diagnosis: [$.diagnosis]
+EOF
+} >"$dir/wg-full.yaml"
+
+for name in wg-pass wg-full; do
+  "$bin" check --config "$dir/$name.yaml" >/dev/null
+done
+start_run "$dir/wg-pass.yaml" 127.0.0.1:17091 "${serve[@]}"
+pass_pid=${pids##* }
+start_run "$dir/wg-full.yaml" 127.0.0.1:17092 "${serve[@]}"
+full_pid=${pids##* }
+wait_ready "https://127.0.0.1:${port[nginx]}/api/patients/p-1001"
+wait_ready "https://127.0.0.1:${port[haproxy]}/api/patients/p-1001"
+
+token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 2h)
+auth="authorization: Bearer $token"
+path=/api/patients/p-1001
+
+# The record is written once through the full pipeline: the upstream then holds its five
+# protected fields as wg1: ciphertexts, and every proxy serves those same bytes.
+plain=$(curl -sf "http://$upstream$path")
+curl -sf --cacert "$dir/ca.pem" -X PUT -H "$auth" -H 'content-type: application/json' \
+  -d "$plain" "https://localhost:${port[wg-full]}$path" >/dev/null
+stored=$(curl -sf "http://$upstream$path")
+revealed=$(curl -sf --cacert "$dir/ca.pem" -H "$auth" "https://localhost:${port[wg-full]}$path")
+grep -c '"wg1:' <<<"${stored//,/$'\n'}" | { read -r n; [ "$n" = 5 ] || { echo "expected 5 ciphertexts at the upstream, found $n" >&2; exit 1; }; }
+[ "$revealed" = "$plain" ] || { echo "wg-full did not reveal the record it stored" >&2; exit 1; }
+
+url() { case $1 in direct) echo "http://$upstream$path" ;; *) echo "https://127.0.0.1:${port[$1]}$path" ;; esac; }
+
+# wrk_row NAME: "rps p50 p99 p99.9 errors" (µs)
+wrk_row() {
+  "${load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" -s bench/report.lua -H "$auth" "$(url "$1")" \
+    | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+}
+
+# percentiles LOG: "p50 p99 p99.9" (µs) from an h2load --log-file (time, status, duration).
+percentiles() {
+  cut -f3 "$1" | sort -n | awk '{v[NR]=$1} END {
+    if (NR == 0) { print "0 0 0"; exit }
+    i50 = int(NR*0.50); i99 = int(NR*0.99); i999 = int(NR*0.999)
+    if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1; if (i999 < 1) i999 = 1
+    print v[i50], v[i99], v[i999] }'
+}
+
+# h2load_row NAME [h2load options]: "rps p50 p99 p99.9 errors"
+h2load_row() {
+  local name=$1 out
+  shift
+  out=$("${load[@]}" h2load -t1 "$@" -H "$auth" --log-file="$dir/h2load.log" "$(url "$name")" 2>&1)
+  local rps errors
+  rps=$(awk '/^finished in/ {gsub(",", "", $4); printf "%.0f", $4}' <<<"$out")
+  errors=$(awk '/^requests:/ {print $10 + $12 + $14}' <<<"$out")
+  non2xx=$(awk '/^status codes:/ {gsub(",", ""); print $5 + $7 + $9}' <<<"$out")
+  echo "$rps $(percentiles "$dir/h2load.log") $((errors + non2xx))"
+}
+
+ms() { awk -v us="$1" 'BEGIN {printf "%.2f", us / 1000}'; }
+
+# table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors".
+table() {
+  local title=$1 nginx_rps
+  shift
+  nginx_rps=$(printf '%s\n' "$@" | awk '$1 == "nginx" {print $2}')
+  echo
+  echo "$title"
+  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s |\n' "" "requests/s" "p50 ms" "p99 ms" "p99.9 ms" "vs nginx" "errors"
+  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s |\n' "---" "---" "---" "---" "---" "---" "---"
+  local row name rps p50 p99 p999 errors
+  for row in "$@"; do
+    read -r name rps p50 p99 p999 errors <<<"$row"
+    printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s |\n' "$name" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" \
+      "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')" "$errors"
+  done
+}
+
+echo "wardgate side-by-side: ${seconds}s per run, $connections connections, $cpus CPUs ($placement)"
+echo "GET $path, a $(wc -c <<<"$stored") byte record with 5 wg1: fields; wg-full reveals them for the patient"
+
+rows=()
+for name in direct nginx haproxy wg-pass wg-full; do rows+=("$name $(wrk_row "$name")"); done
+table "HTTP/1.1 keep-alive (wrk -t1 -c$connections)" "${rows[@]}"
+
+rows=()
+for name in nginx haproxy wg-pass wg-full; do
+  rows+=("$name $(h2load_row "$name" -c"$connections" -m1 -D"$seconds")")
+done
+table "HTTP/2 (h2load -t1 -c$connections -m1)" "${rows[@]}"
+
+# Latency at a fixed pace (well below every proxy's capacity), so it is the added work that
+# shows and not a queue: each connection waits a fixed time after each response.
+pause=$((connections * 1000 / rate))
+rows=()
+for name in direct nginx wg-pass wg-full; do
+  rows+=("$name $("${load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" -s bench/paced.lua -H "$auth" "$(url "$name")" -- "$pause" \
+    | awk '/^RESULT/ {print $2, $3, $4, $5, $6}')")
+done
+table "Paced: $connections HTTP/1.1 connections, each waiting ${pause} ms between requests (about $rate requests/s)" "${rows[@]}"
+direct_p99=$(awk '{print $4}' <<<"${rows[0]}")
+full_p99=$(awk '{print $4}' <<<"${rows[3]}")
+echo "added p99 of wg-full over direct: $(ms $((full_p99 - direct_p99))) ms"
+
+# Peak RSS with 1,000 connections open and busy on the full pipeline.
+"${load[@]}" wrk -t1 -c1000 -d"${seconds}s" -s bench/report.lua -H "$auth" "$(url wg-full)" >"$dir/wrk-1000.txt"
+read -r _ rps_1000 _ _ _ errors_1000 _ < <(grep "^RESULT" "$dir/wrk-1000.txt")
+echo
+echo "wg-full with 1,000 connections: ${rps_1000} requests/s, ${errors_1000} errors; peak RSS $(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$full_pid/status")"
+echo "wg-pass peak RSS over the run: $(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$pass_pid/status")"
