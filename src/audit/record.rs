@@ -44,7 +44,10 @@ pub struct AuditRecord {
     pub break_glass: Option<String>,
     /// Names of protected fields shown to the caller in plain, never their values...
     pub fields_revealed: Vec<String>,
-    /// ...and of those shown masked, hashed or removed.
+    /// ...and of those shown masked, hashed or removed. Absent from records written before
+    /// field protection existed (`default`, so they still read and verify after an upgrade;
+    /// the hash covers the stored text, not a re-encoding).
+    #[serde(default)]
     pub fields_masked: Vec<String>,
     pub status: u16,
     pub upstream_status: Option<u16>,
@@ -68,4 +71,18 @@ impl AuditRecord {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_written_before_field_protection_still_reads() {
+        // The body of a record as wardgate wrote it before `department` and `fields_masked`.
+        let body = r#"{"seq":1,"time":"2026-11-22T08:00:00.000Z","time_ms":1795334400025,"request_id":"gen-1","instance":"gw","subject":"dr-1","roles":["doctor"],"auth_method":"jwt","client":"10.1.2.3","method":"GET","route":"records","template":"/api/patients/{patient_id}/records","patient":"pt_f0ae192a64b0c75b8d1e0cc45b802456","resource":"medical_record","action":"read","decision":"allow","rule":"p, doctor, same_department, medical_record, read","reason":null,"break_glass":null,"fields_revealed":[],"status":200,"upstream_status":200,"latency_ms":1.234,"flags":[],"prev_hash":"0000"}"#;
+        let record: AuditRecord = serde_json::from_str(body).expect("an old record reads");
+        assert!(record.fields_masked.is_empty() && record.department.is_none());
+        assert_eq!(record.subject.as_deref(), Some("dr-1"));
+    }
 }

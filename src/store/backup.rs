@@ -85,14 +85,19 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<Manifest, BackupError> {
         connection
             .execute("VACUUM INTO ?1", [target.to_string_lossy()])
             .map_err(copy_error)?;
-        let bytes = std::fs::read(&target).map_err(write_error(&target))?;
-        std::fs::File::open(&target)
-            .and_then(|file| file.sync_all())
+        // Hashed as a stream: an audit store can be many gigabytes.
+        let mut hasher = Sha256::new();
+        let bytes = std::fs::File::open(&target)
+            .and_then(|mut file| {
+                let bytes = std::io::copy(&mut file, &mut hasher)?;
+                file.sync_all()?;
+                Ok(bytes)
+            })
             .map_err(write_error(&target))?;
         files.push(BackedUp {
             file: store.to_owned(),
-            bytes: bytes.len() as u64,
-            sha256: crate::audit::hex(&Sha256::digest(&bytes)),
+            bytes,
+            sha256: crate::audit::hex(&hasher.finalize()),
         });
     }
     if files.is_empty() {
