@@ -676,6 +676,53 @@ fn reviews(config: &Config, items: &mut Vec<Item>) {
     }
 }
 
+/// Whether erasures survive a restore of the data directory: the ledger must exist apart
+/// from it (docs/operations.md, "Back up and restore").
+fn erasure_ledger(config: &Config) -> Item {
+    let fix = "set `erasure.ledger_file` on storage apart from the data directory and its backups";
+    let Some(path) = config
+        .erasure
+        .as_ref()
+        .and_then(|e| e.ledger_file.as_deref())
+    else {
+        return item(
+            "erasure.ledger",
+            Status::Warn,
+            "no erasure ledger: restoring a data directory backup taken before an erasure would bring the patient's data key back",
+            fix,
+        );
+    };
+    if path.starts_with(&config.data_dir) {
+        return item(
+            "erasure.ledger",
+            Status::Fail,
+            format!(
+                "the erasure ledger {} is inside the data directory: a restore replaces it with an older copy",
+                path.display()
+            ),
+            fix,
+        );
+    }
+    match crate::erasure::ledger::Ledger::new(path).patients() {
+        Ok(patients) => item(
+            "erasure.ledger",
+            Status::Pass,
+            format!(
+                "{} erased patient(s) listed in {}, apart from the data directory",
+                patients.len(),
+                path.display()
+            ),
+            fix,
+        ),
+        Err(err) => item(
+            "erasure.ledger",
+            Status::Fail,
+            err.to_string(),
+            "restore the ledger from its newest copy",
+        ),
+    }
+}
+
 fn erasure(config: &Config, items: &mut Vec<Item>) {
     if config.erasure.is_none() {
         items.push(item(
@@ -686,6 +733,7 @@ fn erasure(config: &Config, items: &mut Vec<Item>) {
         ));
         return;
     }
+    items.push(erasure_ledger(config));
     match crate::erasure::ErasureStore::open(&config.data_dir).and_then(|store| store.list()) {
         Err(err) => items.push(item(
             "erasure.requests",

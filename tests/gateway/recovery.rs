@@ -251,6 +251,12 @@ recovery:
         .await;
     assert_eq!(gone.status, StatusCode::GONE);
     assert!(!live_key(&data_dir, &pseudonym));
+    let inspection = wardgate(&["selfcheck", "--config", config_arg]);
+    let text = String::from_utf8_lossy(&inspection.stdout);
+    assert!(
+        text.contains("PASS  erasure.ledger  1 erased patient(s) listed in"),
+        "{text}"
+    );
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -90,6 +90,7 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
         ("fields.protection", "FAIL"),
         ("reviews.last_signed", "FAIL"),
         ("erasure.overdue", "FAIL"),
+        ("erasure.ledger", "WARN"),
         ("recovery.backup", "WARN"),
         ("recovery.restore_drill", "WARN"),
         ("operations.metrics", "WARN"),
