@@ -19,6 +19,8 @@
 #
 # Environment: RATE (about how many requests/s the paced latency runs send, default 2000), PIN=0 (do not
 # pin the proxies to CPU 0 and the load generator and upstream to the other CPUs).
+# PROFILE=wg-pass|wg-full samples that gateway with perf during its HTTP/1.1 run and prints
+# the hottest symbols (installs linux-perf).
 # Installs nginx, haproxy, wrk and nghttp2-client (h2load) from Debian's packages when missing.
 # Traffic stays on 127.0.0.1; every process started is stopped by its PID at the end.
 set -euo pipefail
@@ -32,6 +34,7 @@ need nginx nginx
 need haproxy haproxy
 need h2load nghttp2-client
 need openssl openssl
+[ -z "${PROFILE:-}" ] || need perf linux-perf
 prepare
 cargo build --release --quiet --example bench_upstream
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -238,9 +241,23 @@ grep -c '"wg1:' <<<"${stored//,/$'\n'}" | { read -r n; [ "$n" = 5 ] || { echo "e
 url() { case $1 in direct) echo "http://$upstream$path" ;; *) echo "https://127.0.0.1:${port[$1]}$path" ;; esac; }
 
 # wrk_row NAME: "rps p50 p99 p99.9 errors" (µs)
+# With PROFILE=wg-pass or wg-full, that row's HTTP/1.1 run is also sampled with perf (the
+# flat profile, by DSO and symbol, goes to stderr): where its core's time goes.
 wrk_row() {
+  local profiling=""
+  if [ "${PROFILE:-}" = "$1" ]; then
+    local pid=$pass_pid
+    [ "$1" = wg-full ] && pid=$full_pid
+    perf record -q -F 999 -p "$pid" -o "$dir/perf.data" -- sleep "$seconds" 2>/dev/null &
+    profiling=$!
+  fi
   "${load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" -s bench/report.lua -H "$auth" "$(url "$1")" \
     | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+  if [ -n "$profiling" ]; then
+    wait "$profiling" || true
+    perf report -i "$dir/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | head -40 >&2
+  fi
 }
 
 # percentiles LOG: "p50 p99 p99.9" (µs) from an h2load --log-file (time, status, duration).
