@@ -133,50 +133,6 @@ fn admin(gateway: &RunningGateway, pki: &Pki) -> AdminClient {
     .unwrap()
 }
 
-async fn submit(client: &AdminClient, patient: &str) -> String {
-    let body = json!({"patient_id": patient, "requester": "the patient", "channel": "app",
-                      "reason": "withdrew consent", "verification_ref": "ID card, ticket 17",
-                      "submitted_by": "clerk-liu"});
-    let answer = client
-        .call(Method::POST, "/admin/erasure-requests", Some(body))
-        .await
-        .unwrap();
-    let request: Value = serde_json::from_str(&answer).unwrap();
-    assert_eq!(request["state"], "received");
-    assert!(
-        request.get("patient_id").is_none(),
-        "the plain id is never shown"
-    );
-    request["id"].as_str().unwrap().to_owned()
-}
-
-async fn approve(client: &AdminClient, id: &str) {
-    client
-        .call(
-            Method::POST,
-            &format!("/admin/erasure-requests/{id}/approve"),
-            Some(json!({"approver": "officer-sun"})),
-        )
-        .await
-        .unwrap();
-}
-
-/// Polls until the request has finished; returns it.
-async fn finished(client: &AdminClient, id: &str) -> Value {
-    for _ in 0..200 {
-        let answer = client
-            .call(Method::GET, &format!("/admin/erasure-requests/{id}"), None)
-            .await
-            .unwrap();
-        let request: Value = serde_json::from_str(&answer).unwrap();
-        if request["finished_at"].is_number() {
-            return request;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("erasure request {id} did not finish");
-}
-
 fn step<'a>(request: &'a Value, system: &str) -> &'a Value {
     request["steps"]
         .as_array()
@@ -215,7 +171,7 @@ async fn two_systems_erased_verified_receipted_and_the_patient_is_gone_everywher
     assert!(old_ciphertext.starts_with("wg1:"));
 
     let api = admin(&gateway, &pki);
-    let id = submit(&api, "p-1").await;
+    let id = submit_erasure(&api, "p-1").await;
     // The two-person rule: the submitter cannot approve.
     let refused = api
         .call(
@@ -228,8 +184,8 @@ async fn two_systems_erased_verified_receipted_and_the_patient_is_gone_everywher
         matches!(&refused, Err(ClientError::Refused { status, message }) if *status == StatusCode::CONFLICT && message.contains("two-person rule")),
         "{refused:?}"
     );
-    approve(&api, &id).await;
-    let done = finished(&api, &id).await;
+    approve_erasure(&api, &id).await;
+    let done = erasure_finished(&api, &id).await;
     assert_eq!(done["state"], "completed", "{done:#}");
     for system in ["records", "billing"] {
         assert_eq!(step(&done, system)["state"], "verified");
@@ -343,9 +299,9 @@ async fn a_system_down_for_a_while_is_retried_and_one_down_for_good_fails_with_i
     let backend = Upstream::echo().await;
     let gateway = start_gateway(&pki, &erasure_config(&pki, &backend.url(), &systems, "")).await;
     let api = admin(&gateway, &pki);
-    let id = submit(&api, "p-1").await;
-    approve(&api, &id).await;
-    let done = finished(&api, &id).await;
+    let id = submit_erasure(&api, "p-1").await;
+    approve_erasure(&api, &id).await;
+    let done = erasure_finished(&api, &id).await;
     assert_eq!(done["state"], "failed", "{done:#}");
     assert_eq!(step(&done, "flaky")["state"], "verified");
     assert_eq!(step(&done, "healthy")["state"], "verified");
@@ -400,9 +356,9 @@ async fn data_under_legal_hold_is_kept_and_the_receipt_says_why() {
     let backend = Upstream::echo().await;
     let gateway = start_gateway(&pki, &erasure_config(&pki, &backend.url(), &systems, holds)).await;
     let api = admin(&gateway, &pki);
-    let id = submit(&api, "p-1").await;
-    approve(&api, &id).await;
-    let done = finished(&api, &id).await;
+    let id = submit_erasure(&api, "p-1").await;
+    approve_erasure(&api, &id).await;
+    let done = erasure_finished(&api, &id).await;
     assert_eq!(done["state"], "partially_retained", "{done:#}");
     assert_eq!(step(&done, "emr")["state"], "retained");
     assert_eq!(
@@ -449,7 +405,7 @@ async fn requests_are_checked_and_only_open_ones_move() {
         matches!(&missing, Err(ClientError::Refused { status, message }) if *status == StatusCode::BAD_REQUEST && message.contains("missing field")),
         "{missing:?}"
     );
-    let id = submit(&api, "p-1").await;
+    let id = submit_erasure(&api, "p-1").await;
     api.call(
         Method::POST,
         &format!("/admin/erasure-requests/{id}/cancel"),
@@ -536,8 +492,8 @@ async fn a_gateway_killed_mid_erasure_resumes_without_repeating_or_skipping_a_sy
     };
 
     let (mut child, api) = spawn();
-    let id = submit(&api, "p-1").await;
-    approve(&api, &id).await;
+    let id = submit_erasure(&api, "p-1").await;
+    approve_erasure(&api, &id).await;
     for _ in 0..200 {
         if reached.load(Ordering::SeqCst) > 0 {
             break;
@@ -564,7 +520,7 @@ async fn a_gateway_killed_mid_erasure_resumes_without_repeating_or_skipping_a_sy
 
     released.store(true, Ordering::SeqCst);
     let (mut child, api) = spawn();
-    let done = finished(&api, &id).await;
+    let done = erasure_finished(&api, &id).await;
     assert_eq!(done["state"], "completed", "{done:#}");
     assert_eq!(
         first.deletes.load(Ordering::SeqCst),

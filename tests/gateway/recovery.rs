@@ -9,12 +9,11 @@
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use wardgate::admin::client::AdminClient;
 use wardgate::proxy::body::full;
 
@@ -159,43 +158,10 @@ recovery:
 
     // After the backup, p-2 asks for erasure and it completes.
     let api = AdminClient::new(&format!("http://{admin}"), &pki.path("admin-token")).unwrap();
-    let submitted: Value = serde_json::from_str(
-        &api.call(
-            Method::POST,
-            "/admin/erasure-requests",
-            Some(
-                json!({"patient_id": "p-2", "requester": "the patient", "channel": "app",
-                        "reason": "withdrew consent", "verification_ref": "ID card",
-                        "submitted_by": "clerk-liu"}),
-            ),
-        )
-        .await
-        .unwrap(),
-    )
-    .unwrap();
-    let id = submitted["id"].as_str().unwrap().to_owned();
-    api.call(
-        Method::POST,
-        &format!("/admin/erasure-requests/{id}/approve"),
-        Some(json!({"approver": "officer-sun"})),
-    )
-    .await
-    .unwrap();
-    let mut state = Value::Null;
-    for _ in 0..200 {
-        let request: Value = serde_json::from_str(
-            &api.call(Method::GET, &format!("/admin/erasure-requests/{id}"), None)
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        state = request["state"].clone();
-        if request["finished_at"].is_number() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(state, "completed");
+    let id = submit_erasure(&api, "p-2").await;
+    approve_erasure(&api, &id).await;
+    let done = erasure_finished(&api, &id).await;
+    assert_eq!(done["state"], "completed", "{done:#}");
 
     // Disaster: the gateway dies and its data directory is lost.
     Command::new("kill")

@@ -755,3 +755,59 @@ pub fn policy_without(pki: &Pki, prefix: &str) -> String {
         .map(|line| format!("{line}\n"))
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Erasure requests through the real admin API client
+// ---------------------------------------------------------------------------------------------
+
+/// Submits an erasure request for the patient through the admin API; returns its id.
+pub async fn submit_erasure(
+    client: &wardgate::admin::client::AdminClient,
+    patient: &str,
+) -> String {
+    let body = serde_json::json!({"patient_id": patient, "requester": "the patient", "channel": "app",
+                      "reason": "withdrew consent", "verification_ref": "ID card, ticket 17",
+                      "submitted_by": "clerk-liu"});
+    let answer = client
+        .call(Method::POST, "/admin/erasure-requests", Some(body))
+        .await
+        .unwrap();
+    let request: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(request["state"], "received");
+    assert!(
+        request.get("patient_id").is_none(),
+        "the plain id is never shown"
+    );
+    request["id"].as_str().unwrap().to_owned()
+}
+
+/// Approves it as a second person.
+pub async fn approve_erasure(client: &wardgate::admin::client::AdminClient, id: &str) {
+    client
+        .call(
+            Method::POST,
+            &format!("/admin/erasure-requests/{id}/approve"),
+            Some(serde_json::json!({"approver": "officer-sun"})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Polls until the erasure request has finished; returns it.
+pub async fn erasure_finished(
+    client: &wardgate::admin::client::AdminClient,
+    id: &str,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        let answer = client
+            .call(Method::GET, &format!("/admin/erasure-requests/{id}"), None)
+            .await
+            .unwrap();
+        let request: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        if request["finished_at"].is_number() {
+            return request;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("erasure request {id} did not finish");
+}
