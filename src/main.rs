@@ -80,28 +80,7 @@ enum Command {
     },
     /// Self-inspection of the deployment: one line per item, PASS, WARN or FAIL, with the
     /// evidence and the fix; exit 1 when anything fails.
-    Selfcheck {
-        #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
-        config: PathBuf,
-        /// The running gateway's admin listener, to inspect it live.
-        #[arg(long)]
-        admin: Option<String>,
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// The running gateway's proxy listener, to handshake with (default: server.listen,
-        /// when it names a port).
-        #[arg(long)]
-        proxy: Option<std::net::SocketAddr>,
-        /// Also write the items as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Also write the inspection as one HTML page.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// en or zh-CN (default: review.language in the config).
-        #[arg(long)]
-        language: Option<String>,
-    },
+    Selfcheck(SelfcheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -426,33 +405,31 @@ fn main() -> ExitCode {
         Command::Review(command) => report(review(command)),
         Command::Backup { config, out } => report(backup(&config, &out)),
         Command::Health { url } => block_on(health(url)),
-        Command::Selfcheck {
-            config,
-            admin,
-            token_file,
-            proxy,
-            json,
-            out,
-            language,
-        } => block_on(selfcheck(SelfcheckArgs {
-            config,
-            admin,
-            token_file,
-            proxy,
-            json,
-            out,
-            language,
-        })),
+        Command::Selfcheck(args) => block_on(selfcheck(args)),
     }
 }
 
+#[derive(clap::Args)]
 struct SelfcheckArgs {
+    #[arg(long, short, default_value = "/etc/wardgate/wardgate.yaml")]
     config: PathBuf,
+    /// The running gateway's admin listener, to inspect it live.
+    #[arg(long)]
     admin: Option<String>,
+    #[arg(long)]
     token_file: Option<PathBuf>,
+    /// The running gateway's proxy listener, to handshake with (default: server.listen,
+    /// when it names a port).
+    #[arg(long)]
     proxy: Option<std::net::SocketAddr>,
+    /// Also write the items as JSON.
+    #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write the inspection as one HTML page.
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// en or zh-CN (default: review.language in the config).
+    #[arg(long)]
     language: Option<String>,
 }
 
