@@ -223,6 +223,14 @@ fn access_control_mistakes_are_reported_at_their_line() {
             "from: cookie",
             "unknown variant `cookie`",
         ),
+        (
+            good.replace(
+                "    patient: { from: path, name: patient_id }\n  - name: patient-records",
+                "    patient: { from: path, name: patient_id }\n    audit: none\n  - name: patient-records",
+            ),
+            "audit: none",
+            "`none` is only for public routes",
+        ),
     ];
     for (yaml, needle, message) in cases {
         let reported = problems(&pki, &yaml);

@@ -241,3 +241,29 @@ async fn slow_headers_and_idle_connections_are_closed() {
     assert!(again.is_err(), "the idle connection was closed");
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wardgate_health_answers_for_a_live_gateway_and_fails_without_one() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let health = |url: String| {
+        Command::new(env!("CARGO_BIN_EXE_wardgate"))
+            .args(["health", "--url", &url])
+            .output()
+            .unwrap()
+    };
+    let live = health(format!("http://{}/healthz", gateway.admin_addr));
+    assert!(live.status.success());
+    assert_eq!(String::from_utf8_lossy(&live.stdout), "ok\n");
+
+    let closed = closed_port().await;
+    let down = health(format!("http://{closed}/healthz"));
+    assert_eq!(down.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&down.stdout);
+    assert!(
+        said.starts_with(&format!("http://{closed}/healthz: ")),
+        "{said}"
+    );
+    gateway.shutdown().await;
+}
