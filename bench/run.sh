@@ -256,7 +256,7 @@ wrk_row() {
   if [ -n "$profiling" ]; then
     wait "$profiling" || true
     perf report -i "$dir/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | head -40 >&2
+      | grep -v '^#' | grep -v '^$' | head -40 >&2 || true # head closes the pipe early
   fi
 }
 

@@ -666,6 +666,8 @@ pub struct UpstreamTls {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
+    /// HTTP/1.1 connections open to the upstream at most; past it requests wait for one.
+    pub max_connections: usize,
     pub max_idle_per_host: usize,
     pub idle_timeout: HumanDuration,
 }
@@ -673,6 +675,7 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
+            max_connections: 256,
             max_idle_per_host: 64,
             idle_timeout: HumanDuration(Duration::from_secs(90)),
         }

@@ -466,6 +466,12 @@ fn check_rate_limits(config: &Config, problems: &mut Vec<Invalid>) {
                 "must be at least 1",
             ));
         }
+        if upstream.pool.max_connections == 0 {
+            problems.push(Invalid::new(
+                format!("upstreams.{name}.pool.max_connections"),
+                "must be at least 1",
+            ));
+        }
     }
     if let Some(enumeration) = &config.enumeration {
         if enumeration.max_patients.is_empty() {

@@ -10,7 +10,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::route::Route;
 use super::{Rejection, RequestCtx};
-use crate::proxy::body::{streaming, ProxyBody};
+use crate::proxy::body::ProxyBody;
 use crate::proxy::headers;
 use crate::proxy::identity_headers::UpstreamIdentity;
 use crate::proxy::upstream::UpstreamError;
@@ -111,7 +111,7 @@ pub async fn to_upstream(
     } else {
         headers::remove_hop_by_hop(response.headers_mut());
     }
-    Ok(response.map(streaming))
+    Ok(response)
 }
 
 fn upstream_failed(

@@ -1,6 +1,8 @@
-//! Upstreams: one pooled client per configured backend, over plain HTTP or verified TLS
-//! (optionally mTLS), with connect and response timeouts, and failures sorted into the
-//! kinds operations act on (refused, timed out, broken).
+//! Upstreams: one client per configured backend, over plain HTTP or verified TLS (optionally
+//! mTLS): HTTP/1.1 through the project's connection pool (`pool.rs`, a bounded number of
+//! connections), HTTP/2 through hyper-util's client (one multiplexed connection). Connect and
+//! response timeouts, and failures sorted into the kinds operations act on (refused, timed
+//! out, broken).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,13 +10,12 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::body::{BodyTimeout, BodyTooLarge, ProxyBody};
+use super::body::{streaming, BodyTimeout, BodyTooLarge, ProxyBody};
+use super::pool::{Connector, Http1Pool, PoolError};
 use crate::config::{Invalid, UpstreamConfig};
 
 /// Why an upstream call failed; each maps to a status in one place (`pipeline::rejection`).
@@ -58,7 +59,7 @@ pub struct Upstream {
     /// Prepended to the canonical request path; empty or without a trailing `/`.
     path_prefix: String,
     response_timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    transport: Transport,
     /// Requests in progress to this upstream, at most `max_in_flight`.
     in_flight: Arc<tokio::sync::Semaphore>,
 }
@@ -100,25 +101,33 @@ impl Upstream {
             }
             None => builder,
         };
-        let connector = if config.http2 {
-            builder.enable_all_versions().wrap_connector(http)
+        let pool = &config.pool;
+        let transport = if config.http2 {
+            let connector = builder.enable_all_versions().wrap_connector(http);
+            let client = Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(pool.idle_timeout.0)
+                .pool_max_idle_per_host(pool.max_idle_per_host)
+                .http2_only(true)
+                .build(connector);
+            Transport::Http2(Box::new(client))
         } else {
-            builder.enable_http1().wrap_connector(http)
+            let connector = builder.enable_http1().wrap_connector(http);
+            Transport::Http1(Http1Pool::new(
+                connector,
+                pool.max_connections,
+                pool.max_idle_per_host,
+                pool.idle_timeout.0,
+            ))
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool.idle_timeout.0)
-            .pool_max_idle_per_host(config.pool.max_idle_per_host)
-            .http2_only(config.http2)
-            .build(connector);
         Ok(Upstream {
             name: name.to_owned(),
             scheme,
             authority,
             path_prefix: uri.path().trim_end_matches('/').to_owned(),
             response_timeout: config.response_timeout.0,
-            client,
+            transport,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         })
     }
@@ -139,34 +148,51 @@ impl Upstream {
             .build()
     }
 
-    /// Sends a request and waits for the response head within the response timeout.
+    /// Sends a request and waits for the response head within the response timeout (which
+    /// includes waiting for a free connection when all are busy).
     pub async fn send(
         &self,
         request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
         // Past the cap, shed rather than queue: the backend is already as busy as allowed.
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
             return Err(UpstreamError::Overloaded);
         };
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+        let exchange = async {
+            match &self.transport {
+                Transport::Http1(pool) => pool.send(request).await.map_err(|err| match err {
+                    PoolError::Connect(cause) => classify(&*cause, true),
+                    PoolError::Request(cause) => classify(&cause, false),
+                }),
+                Transport::Http2(client) => match client.request(request).await {
+                    Ok(response) => Ok(response.map(streaming)),
+                    Err(err) => Err(classify(&err, err.is_connect())),
+                },
+            }
+        };
+        match tokio::time::timeout(self.response_timeout, exchange).await {
             Err(_elapsed) => Err(UpstreamError::ResponseTimeout),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(classify(&err)),
+            Ok(result) => result,
         }
     }
 }
 
-fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamError {
+enum Transport {
+    Http1(Arc<Http1Pool>),
+    Http2(Box<Client<Connector, ProxyBody>>),
+}
+
+fn classify(err: &(dyn std::error::Error + 'static), connecting: bool) -> UpstreamError {
     if let Some(limit) = BodyTooLarge::caused(err) {
         return UpstreamError::RequestBodyTooLarge { limit };
     }
     if BodyTimeout::caused(err) {
         return UpstreamError::RequestBodyTimeout;
     }
-    let timed_out = std::iter::successors(std::error::Error::source(err), |e| e.source())
+    let timed_out = std::iter::successors(Some(err), |e| e.source())
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
         .any(|io| io.kind() == std::io::ErrorKind::TimedOut);
-    match (err.is_connect(), timed_out) {
+    match (connecting, timed_out) {
         (true, true) => UpstreamError::ConnectTimeout,
         (true, false) => UpstreamError::Connect,
         (false, _) => UpstreamError::Broken,

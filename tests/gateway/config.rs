@@ -99,6 +99,14 @@ fn each_bad_value_is_reported_at_its_line() {
             "no usable PEM private key",
         ),
         (
+            good.replace(
+                "    response_timeout: 2s",
+                "    response_timeout: 2s\n    pool: { max_connections: 0 }",
+            ),
+            "max_connections: 0",
+            "upstreams.backend.pool.max_connections: must be at least 1",
+        ),
+        (
             good.replace("path: /api/events/{*rest}", "path: /api/events/{rest"),
             "/api/events/{rest",
             "invalid or conflicting path template",

@@ -150,6 +150,109 @@ async fn upstream_connections_are_pooled() {
     gateway.shutdown().await;
 }
 
+#[tokio::test]
+async fn past_max_connections_requests_wait_for_a_free_connection() {
+    let pki = Pki::new();
+    let upstream = Upstream::start(|request| async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        echo(request).await
+    })
+    .await;
+    let config = standard_config(&pki, &upstream.url()).replace(
+        "    response_timeout: 2s",
+        "    response_timeout: 2s\n    pool: { max_connections: 2 }",
+    );
+    let gateway = start_gateway(&pki, &config).await;
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(Client::h1(&gateway, &pki.ca_cert).await);
+    }
+    let requests = clients
+        .iter_mut()
+        .enumerate()
+        .map(|(i, client)| async move { client.get(&format!("/api/patients/p-{i}")).await.status });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert_eq!(
+        statuses,
+        vec![StatusCode::OK; 6],
+        "every request waited its turn"
+    );
+    assert_eq!(upstream.seen().len(), 6);
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "six concurrent requests over at most two upstream connections"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_not_reused() {
+    // Answers one request per connection with a keep-alive response, then closes it: the
+    // pooled connection is dead by the time the next request comes.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buffer = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buffer).await;
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, reply).await;
+            drop(tcp);
+        }
+    });
+    let pki = Pki::new();
+    let gateway = start_gateway(&pki, &standard_config(&pki, &format!("http://{addr}"))).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    for i in 0..3 {
+        let reply = client.get(&format!("/api/patients/p-{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {i}");
+        assert_eq!(reply.json()["ok"], true);
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http2_upstream_is_spoken_to_over_http2() {
+    // h2c with prior knowledge: `http2: true` on a plain http:// upstream.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                |request: http::Request<hyper::body::Incoming>| async move {
+                    let version = format!("{:?} {}", request.version(), request.uri().path());
+                    Ok::<_, std::convert::Infallible>(Response::new(full(version)))
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service),
+            );
+        }
+    });
+    let pki = Pki::new();
+    let config = standard_config(&pki, &format!("http://{addr}")).replace(
+        "    response_timeout: 2s",
+        "    response_timeout: 2s\n    http2: true",
+    );
+    let gateway = start_gateway(&pki, &config).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    for i in 0..3 {
+        let reply = client.get(&format!("/api/patients/p-{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            String::from_utf8_lossy(&reply.body),
+            format!("HTTP/2.0 /api/patients/p-{i}")
+        );
+    }
+    gateway.shutdown().await;
+}
+
 /// A TLS upstream that requires a client certificate signed by `pki`'s CA.
 async fn start_mtls_upstream(pki: &Pki) -> std::net::SocketAddr {
     let backend = pki
