@@ -1,5 +1,5 @@
-//! One client connection: TLS handshake (bounded in time), then HTTP/1.1 or HTTP/2 (ALPN)
-//! with the configured header limits, each request handed to the pipeline. The connection is
+//! One client connection: TLS handshake (bounded in time), then HTTP/1.1 or HTTP/2 (as ALPN
+//! chose) with the configured header limits, each request handed to the pipeline. The connection is
 //! closed gracefully when idle too long or when shutdown begins, and at once when the grace
 //! period is over.
 
@@ -7,9 +7,12 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -71,62 +74,83 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         }
     });
 
+    // ALPN decides the protocol (HTTP/2 over TLS needs it, RFC 9113 section 3.2); without it
+    // the client speaks HTTP/1.1. No sniffing of the first bytes: that costs a read and grows
+    // every connection's read buffer.
     let max_header_size = usize::try_from(limits.max_header_size.0).unwrap_or(usize::MAX);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.0)
-        .max_buf_size(max_header_size)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.http2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
-        .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
-        .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
+    let ended = if h2 {
+        let connection = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
+            .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
+            .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX))
+            .serve_connection(io, service);
+        tokio::pin!(connection);
+        drive(&shared, &activity, connection, |c| c.graceful_shutdown()).await
+    } else {
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout.0)
+            .max_buf_size(max_header_size)
+            .keep_alive(true)
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        drive(&shared, &activity, connection, |c| c.graceful_shutdown()).await
+    };
+    if let Err(err) = ended {
+        tracing::debug!(client = %peer.ip(), error = %err, "connection ended with an error");
+        let reason = closed_reason(&err);
+        shared
+            .metrics
+            .connections_closed
+            .with_label_values(&[reason])
+            .inc();
+    }
+}
 
-    let idle_timeout = limits.idle_timeout.0;
+/// Serves a connection to its end: closes it gracefully when idle too long or when shutdown
+/// begins, and at once when the grace period is over.
+async fn drive<C>(
+    shared: &Shared,
+    activity: &Activity,
+    mut connection: Pin<&mut C>,
+    graceful_shutdown: fn(Pin<&mut C>),
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    let idle_timeout = shared.limits.idle_timeout.0;
     let mut closing = false;
     loop {
         tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(client = %peer.ip(), error = %err, "connection ended with an error");
-                    let reason = closed_reason(err.as_ref());
-                    shared.metrics.connections_closed.with_label_values(&[reason]).inc();
-                }
-                break;
-            }
+            result = connection.as_mut() => return result,
             () = activity.idle_expired(idle_timeout), if !closing => {
                 closing = true;
                 shared.metrics.connections_closed.with_label_values(&["idle_timeout"]).inc();
-                connection.as_mut().graceful_shutdown();
+                graceful_shutdown(connection.as_mut());
             }
             () = shared.graceful.cancelled(), if !closing => {
                 closing = true;
-                connection.as_mut().graceful_shutdown();
+                graceful_shutdown(connection.as_mut());
             }
-            () = shared.force_close.cancelled() => break,
+            () = shared.force_close.cancelled() => return Ok(()),
         }
     }
 }
 
 /// Why a connection that ended in an error was closed: a client too slow to send its
 /// headers (slowloris), or a protocol violation (malformed HTTP, an HTTP/2 reset flood).
-fn closed_reason(err: &(dyn std::error::Error + 'static)) -> &'static str {
-    let hyper_error = std::iter::successors(Some(err), |e| e.source())
-        .find_map(|e| e.downcast_ref::<hyper::Error>());
-    match hyper_error {
-        Some(err) if err.is_timeout() => "header_timeout",
-        Some(err) if err.is_incomplete_message() || err.is_closed() || err.is_canceled() => {
-            "client_gone"
-        }
-        _ => "protocol_error",
+fn closed_reason(err: &hyper::Error) -> &'static str {
+    if err.is_timeout() {
+        "header_timeout"
+    } else if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
+        "client_gone"
+    } else {
+        "protocol_error"
     }
 }
 
