@@ -228,9 +228,15 @@ async fn reap(pool: Weak<Http1Pool>, every: Duration) {
             let (mut keep, mut closed): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut *idle)
                 .into_iter()
                 .partition(|conn| !conn.sender.is_closed() && now - conn.since < pool.idle_timeout);
-            // Oldest first: the list is in the order connections came back.
+            // Beyond `max_idle`, the oldest (the list is in the order connections came back)
+            // that sat unused for a whole round: traffic fell, so fewer are needed. Younger
+            // ones stay; closing them in a burst would only open new ones a moment later.
             let excess = keep.len().saturating_sub(pool.max_idle);
-            closed.extend(keep.drain(..excess));
+            let unused = keep[..excess]
+                .iter()
+                .take_while(|conn| now - conn.since >= every)
+                .count();
+            closed.extend(keep.drain(..unused));
             *idle = keep;
             closed
         };

@@ -88,8 +88,13 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
             .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX))
             .serve_connection(io, service);
-        tokio::pin!(connection);
-        drive(&shared, &activity, connection, |c| c.graceful_shutdown()).await
+        // Boxed: its state is larger than HTTP/1.1's, and would otherwise be reserved in
+        // every connection's task.
+        let mut connection = Box::pin(connection);
+        drive(&shared, &activity, connection.as_mut(), |c| {
+            c.graceful_shutdown()
+        })
+        .await
     } else {
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
