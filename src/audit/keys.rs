@@ -38,7 +38,7 @@ pub fn generate(dir: &Path) -> Result<(PathBuf, PathBuf), KeygenError> {
     }
     let mut secret = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(secret.as_mut());
-    let hex = Zeroizing::new(super::record::hex(secret.as_ref()));
+    let hex = Zeroizing::new(hex::encode(secret.as_ref()));
     write_private(&pseudonym_path, hex.as_bytes())?;
     let signing = SigningKey::generate(&mut OsRng);
     let pem = signing

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use checkpoint::{load_signing_key, Checkpoint};
 pub use pseudonym::Pseudonymizer;
-pub use record::{hex, AuditRecord, GENESIS};
+pub use record::{AuditRecord, GENESIS};
 use store::SqliteAuditStore;
 use writer::{Sink, Submission, WriterSettings};
 

@@ -23,7 +23,7 @@ impl Pseudonymizer {
         mac.update(b"wardgate-patient-v1\n");
         mac.update(patient_id.as_bytes());
         let digest = mac.finalize().into_bytes();
-        format!("pt_{}", super::record::hex(&digest[..16]))
+        format!("pt_{}", hex::encode(&digest[..16]))
     }
 
     /// `h_` and 128 bits of HMAC over a field's name and JSON value: a stand-in for a value
@@ -38,7 +38,7 @@ impl Pseudonymizer {
         mac.update(b"\0");
         mac.update(json.as_bytes());
         let digest = mac.finalize().into_bytes();
-        format!("h_{}", super::record::hex(&digest[..16]))
+        format!("h_{}", hex::encode(&digest[..16]))
     }
 }
 

@@ -65,12 +65,8 @@ impl AuditRecord {
     }
 
     pub fn hash_of(body: &str) -> String {
-        hex(&Sha256::digest(body.as_bytes()))
+        hex::encode(Sha256::digest(body.as_bytes()))
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::store::Request;
-use crate::audit::hex;
 use crate::store::rfc3339 as time;
 
 pub const FORMAT: &str = "wardgate-erasure-receipt-v1";
@@ -108,7 +107,7 @@ impl Receipt {
             outcome: outcome.to_owned(),
             systems,
             retained,
-            signer: hex(key.verifying_key().as_bytes()),
+            signer: hex::encode(key.verifying_key().as_bytes()),
             signature: None,
         };
         let signature = key.sign(receipt.signed_bytes().as_bytes());

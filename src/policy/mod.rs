@@ -201,11 +201,7 @@ pub fn policy_hash(model_text: &str, policy_text: &str) -> String {
     hasher.update(model_text.as_bytes());
     hasher.update(b"\n--\n");
     hasher.update(policy_text.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// The lines of a policy file as fields, checked (for reports that need no decision table).

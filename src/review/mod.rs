@@ -195,10 +195,7 @@ pub fn sign(
             ));
         }
     }
-    let hash: String = Sha256::digest(&report)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hex::encode(Sha256::digest(&report));
     Ok(store::sign(
         data_dir,
         reviewer,

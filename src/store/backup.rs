@@ -97,7 +97,7 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<Manifest, BackupError> {
         files.push(BackedUp {
             file: store.to_owned(),
             bytes,
-            sha256: crate::audit::hex(&hasher.finalize()),
+            sha256: hex::encode(hasher.finalize()),
         });
     }
     if files.is_empty() {
