@@ -327,7 +327,11 @@ impl RunningGateway {
         tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
         shared.ready.store(true, Ordering::SeqCst);
         tokio::spawn(listener::accept_loop(proxy_listener, shared.clone()));
-        tracing::info!(%proxy_addr, %admin_addr, "wardgate is serving");
+        let runtime = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => "current_thread",
+            _ => "multi_thread",
+        };
+        tracing::info!(%proxy_addr, %admin_addr, runtime, "wardgate is serving");
         Ok(RunningGateway {
             proxy_addr,
             admin_addr,

@@ -2,8 +2,7 @@
 //! running config, SIGHUP swaps the certificate without dropping open connections, SIGTERM
 //! stops the binary cleanly, and idle or slow connections are closed.
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
@@ -96,29 +95,7 @@ struct GatewayProcess {
 
 impl GatewayProcess {
     fn start(config: &std::path::Path) -> GatewayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut lines = stderr.lines();
-        let proxy_addr = loop {
-            let line = lines
-                .next()
-                .expect("the gateway exited before serving")
-                .unwrap();
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "wardgate is serving" {
-                break event["proxy_addr"].as_str().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining the log so the gateway never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, proxy_addr, _) = spawn_binary(config);
         GatewayProcess { child, proxy_addr }
     }
 
@@ -195,6 +172,47 @@ async fn sighup_reloads_the_certificate_without_dropping_open_connections() {
         StatusCode::OK,
         "the open connection survives"
     );
+
+    process.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || process.child.wait().map(|s| s.code()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, Some(0), "SIGTERM is a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_one_cpu_the_binary_runs_one_thread_for_connections_and_serves_concurrent_requests() {
+    let pki = Pki::new();
+    let upstream = Upstream::start(|request| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        echo(request).await
+    })
+    .await;
+    let config = standard_config(&pki, &upstream.url())
+        .replace("  level: warn", "  level: info\n  format: json");
+    let path = write_config(&pki, &config);
+    let (child, serving) = spawn_binary_on_one_cpu(&path);
+    assert_eq!(
+        serving["runtime"], "current_thread",
+        "one CPU: no worker pool, connections are served on the main thread"
+    );
+    let mut process = GatewayProcess {
+        child,
+        proxy_addr: serving["proxy_addr"].as_str().unwrap().parse().unwrap(),
+    };
+
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(Client::h1_at(process.proxy_addr, &pki.ca_cert, None).await);
+    }
+    let requests = clients
+        .iter_mut()
+        .enumerate()
+        .map(|(i, client)| async move { client.get(&format!("/api/patients/p-{i}")).await.status });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert_eq!(statuses, vec![StatusCode::OK; 8]);
+    assert_eq!(upstream.seen().len(), 8);
 
     process.signal("TERM");
     let status = tokio::task::spawn_blocking(move || process.child.wait().map(|s| s.code()))

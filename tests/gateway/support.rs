@@ -689,8 +689,28 @@ routes:
 /// Runs the real `wardgate run` binary on a config that logs JSON at info level; returns the
 /// child and the proxy and admin addresses from its "wardgate is serving" event.
 pub fn spawn_binary(config: &Path) -> (std::process::Child, SocketAddr, SocketAddr) {
+    let (child, serving) = spawn_binary_by(
+        std::process::Command::new(env!("CARGO_BIN_EXE_wardgate")),
+        config,
+    );
+    let addr = |name: &str| serving[name].as_str().unwrap().parse().unwrap();
+    (child, addr("proxy_addr"), addr("admin_addr"))
+}
+
+/// Runs the binary allowed on CPU 0 only (`taskset`), as a container with a one-CPU quota or
+/// a pinned benchmark runs it; returns the child and its "wardgate is serving" event.
+pub fn spawn_binary_on_one_cpu(config: &Path) -> (std::process::Child, serde_json::Value) {
+    let mut taskset = std::process::Command::new("taskset");
+    taskset.args(["-c", "0", env!("CARGO_BIN_EXE_wardgate")]);
+    spawn_binary_by(taskset, config)
+}
+
+fn spawn_binary_by(
+    mut command: std::process::Command,
+    config: &Path,
+) -> (std::process::Child, serde_json::Value) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"))
+    let mut child = command
         .args(["run", "--config"])
         .arg(config)
         .stdout(std::process::Stdio::null())
@@ -698,19 +718,18 @@ pub fn spawn_binary(config: &Path) -> (std::process::Child, SocketAddr, SocketAd
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let (proxy, admin) = loop {
+    let serving = loop {
         let line = lines.next().expect("the gateway exited").unwrap();
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
         if event["message"] == "wardgate is serving" {
-            let addr = |name: &str| event[name].as_str().unwrap().parse().unwrap();
-            break (addr("proxy_addr"), addr("admin_addr"));
+            break event;
         }
     };
     // Keep reading its log, so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, proxy, admin)
+    (child, serving)
 }
 
 /// A token for a subject with one role, and optionally a department and a patient id.
