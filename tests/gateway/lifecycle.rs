@@ -99,6 +99,15 @@ impl GatewayProcess {
         GatewayProcess { child, proxy_addr }
     }
 
+    /// Sends SIGTERM and waits for the exit code.
+    async fn terminate(mut self) -> Option<i32> {
+        self.signal("TERM");
+        tokio::task::spawn_blocking(move || self.child.wait().map(|s| s.code()))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args(["-s", name, &self.child.id().to_string()])
@@ -131,7 +140,7 @@ async fn sighup_reloads_the_certificate_without_dropping_open_connections() {
     let config = standard_config(&pki, &upstream.url())
         .replace("  level: warn", "  level: info\n  format: json");
     let path = write_config(&pki, &config);
-    let mut process = GatewayProcess::start(&path);
+    let process = GatewayProcess::start(&path);
     let addr = process.proxy_addr;
 
     let before = served_certificate(addr, &pki.ca_cert).await;
@@ -173,12 +182,11 @@ async fn sighup_reloads_the_certificate_without_dropping_open_connections() {
         "the open connection survives"
     );
 
-    process.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || process.child.wait().map(|s| s.code()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status, Some(0), "SIGTERM is a clean stop");
+    assert_eq!(
+        process.terminate().await,
+        Some(0),
+        "SIGTERM is a clean stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,29 +205,20 @@ async fn on_one_cpu_the_binary_runs_one_thread_for_connections_and_serves_concur
         serving["runtime"], "current_thread",
         "one CPU: no worker pool, connections are served on the main thread"
     );
-    let mut process = GatewayProcess {
+    let process = GatewayProcess {
         child,
         proxy_addr: serving["proxy_addr"].as_str().unwrap().parse().unwrap(),
     };
 
-    let mut clients = Vec::new();
-    for _ in 0..8 {
-        clients.push(Client::h1_at(process.proxy_addr, &pki.ca_cert, None).await);
-    }
-    let requests = clients
-        .iter_mut()
-        .enumerate()
-        .map(|(i, client)| async move { client.get(&format!("/api/patients/p-{i}")).await.status });
-    let statuses = futures_util::future::join_all(requests).await;
+    let statuses = get_concurrently(process.proxy_addr, &pki.ca_cert, 8).await;
     assert_eq!(statuses, vec![StatusCode::OK; 8]);
     assert_eq!(upstream.seen().len(), 8);
 
-    process.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || process.child.wait().map(|s| s.code()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status, Some(0), "SIGTERM is a clean stop");
+    assert_eq!(
+        process.terminate().await,
+        Some(0),
+        "SIGTERM is a clean stop"
+    );
 }
 
 #[tokio::test]

@@ -451,6 +451,20 @@ impl Client {
 
 /// Sends raw bytes over TLS (for request lines no well-behaved client would send) and
 /// returns everything the gateway answered until it closed the connection.
+/// `n` clients, each on its own HTTP/1.1 connection to `addr`, GET `/api/patients/p-{i}` at
+/// once; their statuses in order.
+pub async fn get_concurrently(addr: SocketAddr, ca: &Path, n: usize) -> Vec<StatusCode> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        clients.push(Client::h1_at(addr, ca, None).await);
+    }
+    let requests = clients
+        .iter_mut()
+        .enumerate()
+        .map(|(i, client)| async move { client.get(&format!("/api/patients/p-{i}")).await.status });
+    futures_util::future::join_all(requests).await
+}
+
 pub async fn raw_exchange(addr: SocketAddr, ca: &Path, request: &[u8]) -> String {
     let mut tls = tls_stream(addr, &tls_connector(ca, &[b"http/1.1"], None))
         .await

@@ -163,15 +163,7 @@ async fn past_max_connections_requests_wait_for_a_free_connection() {
         "    response_timeout: 2s\n    pool: { max_connections: 2 }",
     );
     let gateway = start_gateway(&pki, &config).await;
-    let mut clients = Vec::new();
-    for _ in 0..6 {
-        clients.push(Client::h1(&gateway, &pki.ca_cert).await);
-    }
-    let requests = clients
-        .iter_mut()
-        .enumerate()
-        .map(|(i, client)| async move { client.get(&format!("/api/patients/p-{i}")).await.status });
-    let statuses = futures_util::future::join_all(requests).await;
+    let statuses = get_concurrently(gateway.proxy_addr, &pki.ca_cert, 6).await;
     assert_eq!(
         statuses,
         vec![StatusCode::OK; 6],
