@@ -22,6 +22,8 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     /// `upstream`, `kind` (connect, connect_timeout, response_timeout, broken, ...).
     pub upstream_errors: IntCounterVec,
+    /// `upstream`, `state` (busy, idle): its HTTP/1.1 pool, read when metrics are scraped.
+    pub upstream_connections: IntGaugeVec,
     /// `reason` (the normalizer's rejection kind).
     pub path_rejections: IntCounterVec,
     pub active_connections: IntGauge,
@@ -183,6 +185,15 @@ impl Metrics {
             request_duration: request_duration.expect("valid metric"),
             upstream_duration: upstream_duration.expect("valid metric"),
             upstream_errors: upstream_errors.expect("valid metric"),
+            upstream_connections: IntGaugeVec::new(
+                Opts::new(
+                    "wardgate_upstream_connections",
+                    "HTTP/1.1 connections open to each upstream, busy (carrying a request or \
+                     connecting) or idle",
+                ),
+                &["upstream", "state"],
+            )
+            .expect("valid metric"),
             path_rejections: path_rejections.expect("valid metric"),
             active_connections: IntGauge::new(
                 "wardgate_active_connections",
@@ -281,6 +292,7 @@ impl Metrics {
             Box::new(self.request_duration.clone()),
             Box::new(self.upstream_duration.clone()),
             Box::new(self.upstream_errors.clone()),
+            Box::new(self.upstream_connections.clone()),
             Box::new(self.path_rejections.clone()),
             Box::new(self.active_connections.clone()),
             Box::new(self.connections_rejected.clone()),

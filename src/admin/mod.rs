@@ -94,6 +94,7 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
             }
         }
         (&Method::GET, "/metrics") => {
+            observe_upstream_pools(shared);
             let mut response = Response::new(full(shared.metrics.render()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -314,4 +315,26 @@ fn json_owned(status: StatusCode, body: String) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Sets `wardgate_upstream_connections` from the pools of the upstreams the routes use now.
+fn observe_upstream_pools(shared: &Shared) {
+    let runtime = shared.runtime.load();
+    let gauge = &shared.metrics.upstream_connections;
+    let mut seen = std::collections::HashSet::new();
+    for route in runtime.routes.routes() {
+        let upstream = &route.upstream;
+        if !seen.insert(upstream.name.as_str()) {
+            continue;
+        }
+        if let Some((open, idle)) = upstream.pool_counts() {
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            gauge
+                .with_label_values(&[upstream.name.as_str(), "busy"])
+                .set(count(open.saturating_sub(idle)));
+            gauge
+                .with_label_values(&[upstream.name.as_str(), "idle"])
+                .set(count(idle));
+        }
+    }
 }

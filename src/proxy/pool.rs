@@ -40,6 +40,7 @@ pub struct Http1Pool {
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
+    max_connections: usize,
     /// One permit per open connection.
     open: Arc<Semaphore>,
     /// A connection came back to the idle list.
@@ -72,10 +73,18 @@ impl Http1Pool {
             idle: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
+            max_connections,
             open: Arc::new(Semaphore::new(max_connections)),
             returned: Notify::new(),
             reaper: OnceLock::new(),
         })
+    }
+
+    /// Connections open (busy or connecting, and idle) and of those idle, right now.
+    pub fn counts(&self) -> (usize, usize) {
+        let open = self.max_connections - self.open.available_permits();
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+        (open, idle)
     }
 
     /// Sends `request` (its absolute URI names the upstream) and returns the response, whose

@@ -148,6 +148,15 @@ impl Upstream {
             .build()
     }
 
+    /// Connections open and of those idle, for an HTTP/1.1 upstream (HTTP/2 multiplexes
+    /// over hyper-util's one connection, which the gateway does not count).
+    pub fn pool_counts(&self) -> Option<(usize, usize)> {
+        match &self.transport {
+            Transport::Http1(pool) => Some(pool.counts()),
+            Transport::Http2(_) => None,
+        }
+    }
+
     /// Sends a request and waits for the response head within the response timeout (which
     /// includes waiting for a free connection when all are busy).
     pub async fn send(

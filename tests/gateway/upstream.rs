@@ -175,6 +175,18 @@ async fn past_max_connections_requests_wait_for_a_free_connection() {
         2,
         "six concurrent requests over at most two upstream connections"
     );
+    // Both connections came back to the pool once their responses were read.
+    let idle = metric(
+        &gateway,
+        r#"wardgate_upstream_connections{state="idle",upstream="backend"}"#,
+    )
+    .await;
+    let busy = metric(
+        &gateway,
+        r#"wardgate_upstream_connections{state="busy",upstream="backend"}"#,
+    )
+    .await;
+    assert_eq!((busy, idle), (0.0, 2.0));
     gateway.shutdown().await;
 }
 
