@@ -1,11 +1,11 @@
 //! The HTTP/1.1 connection pool to one upstream. At most `max_connections` are open; idle ones
 //! are reused newest first, trimmed to `max_idle` once a burst is over and closed once idle
 //! longer than `idle_timeout`; a connection goes back to the pool only when its response body
-//! was read to the end. When every connection is
-//! busy a request waits for one (within the upstream's response timeout) rather than opening
-//! more: a burst of a thousand clients then costs the gateway and the backend a bounded number
-//! of connections. A request sent on a reused connection that the upstream had already closed
-//! is sent again on another, but only when it never left (hyper hands it back unsent).
+//! was read to the end. When every connection is busy a request waits for one (within the
+//! upstream's response timeout) rather than opening more: a burst of a thousand clients then
+//! costs the gateway and the backend a bounded number of connections. A request sent on a
+//! reused connection that the upstream had already closed is sent again on another, but only
+//! when it never left (hyper hands it back unsent).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -136,11 +136,17 @@ impl Http1Pool {
         }
     }
 
+    /// The newest idle connection still open; the ones passed over are closed (the reaper
+    /// clears the older end of the list).
     fn take_idle(&self) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        idle.retain(|conn| !conn.sender.is_closed() && now - conn.since < self.idle_timeout);
-        idle.pop()
+        while let Some(conn) = idle.pop() {
+            if !conn.sender.is_closed() && now - conn.since < self.idle_timeout {
+                return Some(conn);
+            }
+        }
+        None
     }
 
     async fn connect(

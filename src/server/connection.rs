@@ -1,7 +1,7 @@
 //! One client connection: TLS handshake (bounded in time), then HTTP/1.1 or HTTP/2 (as ALPN
-//! chose) with the configured header limits, each request handed to the pipeline. The connection is
-//! closed gracefully when idle too long or when shutdown begins, and at once when the grace
-//! period is over.
+//! chose) with the configured header limits, each request handed to the pipeline. The
+//! connection is closed gracefully when idle too long or when shutdown begins, and at once when
+//! the grace period is over.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
