@@ -72,6 +72,31 @@ async fn alpn_negotiates_h2_or_http1() {
     gateway.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_client_offering_no_alpn_speaks_http1() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let mut tls = tls_stream(gateway.proxy_addr, &tls_connector(&pki.ca_cert, &[], None))
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tls,
+        b"GET /api/patients/p-1 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut answer)
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(upstream.last().path_and_query, "/api/patients/p-1");
+    gateway.shutdown().await;
+}
+
 fn mtls_config(pki: &Pki, upstream: &str, mode: &str) -> String {
     standard_config(pki, upstream).replace(
         "  limits:\n",
