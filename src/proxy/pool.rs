@@ -296,10 +296,23 @@ struct Returning {
 }
 
 impl Returning {
-    fn give_back(self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.give_back(self.sender, self.open);
+    /// Back to the idle list once the connection can take a request: usually at once; when
+    /// the upstream answered before the request body was all sent, after the body is done, so
+    /// that no request waits behind another's upload.
+    fn give_back(mut self) {
+        if self.sender.is_ready() {
+            if let Some(pool) = self.pool.upgrade() {
+                pool.give_back(self.sender, self.open);
+            }
+            return;
         }
+        tokio::spawn(async move {
+            if self.sender.ready().await.is_ok() {
+                if let Some(pool) = self.pool.upgrade() {
+                    pool.give_back(self.sender, self.open);
+                }
+            }
+        });
     }
 }
 

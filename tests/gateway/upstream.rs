@@ -221,6 +221,77 @@ async fn a_pooled_connection_the_upstream_closed_is_not_reused() {
 }
 
 #[tokio::test]
+async fn a_connection_still_sending_an_upload_is_not_lent_to_the_next_request() {
+    // Answers each request as soon as its head arrived, without waiting for its body, and
+    // keeps the connection open: the upload that follows is still being sent when the
+    // response is complete.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let Ok(n) = tokio::io::AsyncReadExt::read(&mut tcp, &mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buffer[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if tokio::io::AsyncWriteExt::write_all(&mut tcp, reply)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let pki = Pki::new();
+    let config = standard_config(&pki, &format!("http://{addr}")).replace(
+        "    response_timeout: 2s",
+        "    response_timeout: 1s\n    pool: { max_connections: 2 }",
+    );
+    let gateway = start_gateway(&pki, &config).await;
+
+    // An upload that declares 100 bytes, sends one and stalls.
+    let mut uploader = tls_stream(
+        gateway.proxy_addr,
+        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
+    )
+    .await
+    .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut uploader,
+        b"PUT /api/patients/p-1 HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut answer = [0u8; 1024];
+    let n = tokio::io::AsyncReadExt::read(&mut uploader, &mut answer)
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"),
+        "the upstream answered the upload early"
+    );
+
+    // The next request gets another connection, not the one still carrying the upload.
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let reply = client.get("/api/patients/p-2").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    drop(uploader);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_http2_upstream_is_spoken_to_over_http2() {
     // h2c with prior knowledge: `http2: true` on a plain http:// upstream.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
