@@ -466,9 +466,22 @@ pub async fn get_concurrently(addr: SocketAddr, ca: &Path, n: usize) -> Vec<Stat
 }
 
 pub async fn raw_exchange(addr: SocketAddr, ca: &Path, request: &[u8]) -> String {
-    let mut tls = tls_stream(addr, &tls_connector(ca, &[b"http/1.1"], None))
+    raw_exchange_offering(addr, ca, &[b"http/1.1"], request).await
+}
+
+/// [`raw_exchange`] over a TLS connection that offers `alpn` (none when empty).
+pub async fn raw_exchange_offering(
+    addr: SocketAddr,
+    ca: &Path,
+    alpn: &[&[u8]],
+    request: &[u8],
+) -> String {
+    let mut tls = tls_stream(addr, &tls_connector(ca, alpn, None))
         .await
         .unwrap();
+    if alpn.is_empty() {
+        assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    }
     tls.write_all(request).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;

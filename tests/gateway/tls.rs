@@ -77,21 +77,13 @@ async fn a_client_offering_no_alpn_speaks_http1() {
     let pki = Pki::new();
     let upstream = Upstream::echo().await;
     let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
-    let mut tls = tls_stream(gateway.proxy_addr, &tls_connector(&pki.ca_cert, &[], None))
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
-    tokio::io::AsyncWriteExt::write_all(
-        &mut tls,
+    let answer = raw_exchange_offering(
+        gateway.proxy_addr,
+        &pki.ca_cert,
+        &[],
         b"GET /api/patients/p-1 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut answer = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut answer)
-        .await
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    .await;
     assert_eq!(raw_status(&answer), 200, "{answer}");
     assert_eq!(upstream.last().path_and_query, "/api/patients/p-1");
     gateway.shutdown().await;
