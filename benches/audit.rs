@@ -140,7 +140,7 @@ fn large_store(count: u64) -> (PathBuf, Pseudonymizer) {
     let start_ms: i64 = 1_795_334_400_000;
     let span_ms: i64 = 3 * 86_400_000;
     while seq < count {
-        let mut batch = Vec::with_capacity(20_000);
+        let mut records = Vec::with_capacity(20_000);
         for _ in 0..20_000.min(count - seq) {
             seq += 1;
             let mut record = sample_record((seq % 997) as usize, (seq % 13) as usize, &pseudonyms);
@@ -153,8 +153,16 @@ fn large_store(count: u64) -> (PathBuf, Pseudonymizer) {
             let body = record.canonical();
             let hash = AuditRecord::hash_of(&body);
             previous = hash.clone();
-            batch.push(SealedRecord { record, body, hash });
+            records.push((record, body, hash));
         }
+        let batch: Vec<SealedRecord> = records
+            .iter()
+            .map(|(record, body, hash)| SealedRecord {
+                record,
+                body: body.clone(),
+                hash: hash.clone(),
+            })
+            .collect();
         store.append(&batch, None).expect("append");
         if seq % 1_000_000 == 0 {
             eprintln!("generated {seq} records in {:?}", started.elapsed());

@@ -74,8 +74,11 @@ impl Audit {
             Some("-") => Sink::Stdout,
             _ => Sink::file(path.clone()),
         });
+        let (waiters, released) = mpsc::unbounded_channel();
+        tokio::spawn(writer::release_waiters(released));
         let settings = WriterSettings {
             instance: instance.clone(),
+            waiters,
             signing_key,
             checkpoint_every: config.checkpoint_every,
             checkpoint_interval: config.checkpoint_interval.0,

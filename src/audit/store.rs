@@ -16,8 +16,8 @@ use crate::store::{self, StoreError};
 pub const AUDIT_DB: &str = "audit.db";
 
 /// A record ready to be stored: its canonical body and hash.
-pub struct SealedRecord {
-    pub record: AuditRecord,
+pub struct SealedRecord<'a> {
+    pub record: &'a AuditRecord,
     pub body: String,
     pub hash: String,
 }
@@ -28,7 +28,7 @@ pub trait AuditStore: Send {
     /// Appends a batch, and a checkpoint if one is due, in one transaction.
     fn append(
         &mut self,
-        batch: &[SealedRecord],
+        batch: &[SealedRecord<'_>],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError>;
     /// Fails when the store cannot take writes.
@@ -180,7 +180,7 @@ impl AuditStore for SqliteAuditStore {
 
     fn append(
         &mut self,
-        batch: &[SealedRecord],
+        batch: &[SealedRecord<'_>],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
         let transaction = self.connection.transaction()?;

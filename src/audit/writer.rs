@@ -34,6 +34,8 @@ pub enum Submission {
 
 pub struct WriterSettings {
     pub instance: String,
+    /// Where the commit outcome for a batch's waiting requests goes: see [`release_waiters`].
+    pub waiters: mpsc::UnboundedSender<Released>,
     pub signing_key: SigningKey,
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
@@ -82,6 +84,37 @@ impl Sink {
     }
 }
 
+/// A record in the writer's hands, with the request waiting for its commit (durable routes).
+type Waiting = (Box<AuditRecord>, Option<oneshot::Sender<bool>>);
+
+/// The requests a commit (or a failed one) answers, and whether their records are committed.
+pub type Released = (Vec<oneshot::Sender<bool>>, bool);
+
+/// Answers the requests waiting on a commit, from a task on the runtime. The writer sends one
+/// message per batch: answering each request from the writer's thread would wake the runtime
+/// once per request (a system call each, and on a one-core runtime a context switch).
+pub async fn release_waiters(mut batches: mpsc::UnboundedReceiver<Released>) {
+    while let Some((waiters, committed)) = batches.recv().await {
+        for waiter in waiters {
+            let _ = waiter.send(committed);
+        }
+    }
+}
+
+/// Hands a batch's waiters to [`release_waiters`], or answers them here if that task is gone.
+fn release(settings: &WriterSettings, waiters: Vec<oneshot::Sender<bool>>, committed: bool) {
+    if waiters.is_empty() {
+        return;
+    }
+    if let Err(mpsc::error::SendError((waiters, committed))) =
+        settings.waiters.send((waiters, committed))
+    {
+        for waiter in waiters {
+            let _ = waiter.send(committed);
+        }
+    }
+}
+
 struct Chain {
     seq: u64,
     hash: String,
@@ -113,7 +146,7 @@ pub fn run(
         since_checkpoint: 0,
         last_checkpoint: Instant::now(),
     };
-    let mut pending: Vec<(Box<AuditRecord>, Option<oneshot::Sender<bool>>)> = Vec::new();
+    let mut pending: Vec<Waiting> = Vec::new();
     let mut closer: Option<oneshot::Sender<()>> = None;
     let mut backoff = Duration::from_millis(50);
     let mut open = true;
@@ -147,7 +180,7 @@ pub fn run(
             continue;
         }
         let started = Instant::now();
-        match commit(store.as_mut(), &settings, &mut chain, &pending, closing) {
+        match commit(store.as_mut(), &settings, &mut chain, &mut pending, closing) {
             Ok(sealed) => {
                 metrics
                     .audit_commit_duration
@@ -162,22 +195,23 @@ pub fn run(
                 if let Some(sink) = &mut settings.sink {
                     let mut lines = Vec::new();
                     for s in &sealed {
-                        let mut value = serde_json::to_value(&s.record).unwrap_or_default();
+                        let mut value = serde_json::to_value(s.record).unwrap_or_default();
                         value["hash"] = s.hash.clone().into();
                         lines.extend(value.to_string().into_bytes());
                         lines.push(b'\n');
                     }
                     sink.write(&lines);
                 }
+                drop(sealed);
+                let mut waiters = Vec::with_capacity(pending.len());
                 for (record, committed) in pending.drain(..) {
                     metrics
                         .audit_records
                         .with_label_values(&[record.decision.as_str()])
                         .inc();
-                    if let Some(committed) = committed {
-                        let _ = committed.send(true);
-                    }
+                    waiters.extend(committed);
                 }
+                release(&settings, waiters, true);
             }
             Err(err) => {
                 metrics.audit_write_errors.inc();
@@ -187,13 +221,15 @@ pub fn run(
                     );
                 }
                 // Waiting requests answer 503 now; their records, kept for the retry, say so.
+                let mut waiters = Vec::new();
                 for (record, committed) in &mut pending {
                     if let Some(committed) = committed.take() {
                         record.status = 503;
                         record.flags.push("audit_unavailable".to_owned());
-                        let _ = committed.send(false);
+                        waiters.push(committed);
                     }
                 }
+                release(&settings, waiters, false);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
@@ -206,7 +242,7 @@ pub fn run(
 
 fn absorb(
     submission: Submission,
-    pending: &mut Vec<(Box<AuditRecord>, Option<oneshot::Sender<bool>>)>,
+    pending: &mut Vec<Waiting>,
     closer: &mut Option<oneshot::Sender<()>>,
     settings: &mut WriterSettings,
 ) {
@@ -222,31 +258,36 @@ fn absorb(
     }
 }
 
-/// Seals the pending records onto the chain and appends them; the chain advances only when
-/// the transaction committed.
-fn commit(
+/// Seals the pending records onto the chain (in place: a failed batch is sealed again, from the
+/// same head, on the retry) and appends them; the chain advances only when the transaction
+/// committed.
+fn commit<'p>(
     store: &mut dyn AuditStore,
     settings: &WriterSettings,
     chain: &mut Chain,
-    pending: &[(Box<AuditRecord>, Option<oneshot::Sender<bool>>)],
+    pending: &'p mut [Waiting],
     sign_head: bool,
-) -> Result<Vec<SealedRecord>, crate::store::StoreError> {
+) -> Result<Vec<SealedRecord<'p>>, crate::store::StoreError> {
     store.probe()?;
     let mut seq = chain.seq;
     let mut previous = chain.hash.clone();
     let mut sealed = Vec::with_capacity(pending.len());
-    for (record, _) in pending {
+    for (record, _) in pending.iter_mut() {
         seq += 1;
-        let mut record = (**record).clone();
         record.seq = seq;
-        record.instance = settings.instance.clone();
+        record.instance.clone_from(&settings.instance);
         record.prev_hash = previous;
         let body = record.canonical();
         let hash = AuditRecord::hash_of(&body);
         previous = hash.clone();
-        sealed.push(SealedRecord { record, body, hash });
+        sealed.push((body, hash));
     }
-    let since = chain.since_checkpoint + pending.len() as u64;
+    let sealed: Vec<SealedRecord<'p>> = pending
+        .iter()
+        .zip(sealed)
+        .map(|((record, _), (body, hash))| SealedRecord { record, body, hash })
+        .collect();
+    let since = chain.since_checkpoint + sealed.len() as u64;
     let due = since > 0
         && (sign_head
             || since >= settings.checkpoint_every
