@@ -66,9 +66,7 @@ const SMALL_OBJECT: usize = 16;
 
 impl<'a> Node<'a> {
     pub fn parse(text: &'a str) -> Result<Node<'a>, DocError> {
-        let root: &RawValue =
-            serde_json::from_str(text).map_err(|err| DocError::Syntax(err.to_string()))?;
-        build(root, 0)
+        build(text, 0)
     }
 
     /// The value's JSON text as it would be written now.
@@ -176,26 +174,29 @@ fn write_name(name: &str, out: &mut String) {
     }
 }
 
-fn build<'a>(raw: &'a RawValue, depth: usize) -> Result<Node<'a>, DocError> {
-    let text = raw.get().trim_matches(|c: char| c.is_ascii_whitespace());
-    let container = matches!(text.as_bytes().first(), Some(b'{' | b'['));
+/// Splits `text` into its parts, and those into theirs. The split of the outermost value
+/// validates the whole document (serde_json reads every nested value it captures as raw text),
+/// so a syntax error is reported once, with its line and column in the document; the parts
+/// below cannot fail on syntax.
+fn build(text: &str, depth: usize) -> Result<Node<'_>, DocError> {
+    let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    let container = matches!(trimmed.as_bytes().first(), Some(b'{' | b'['));
     if depth >= MAX_DEPTH && container {
         return Err(DocError::TooDeep { at: "$".to_owned() });
     }
-    // The text was validated as a whole; re-reading its parts cannot fail on syntax.
     let syntax = |err: serde_json::Error| DocError::Syntax(err.to_string());
-    match text.as_bytes().first() {
+    match trimmed.as_bytes().first() {
         Some(b'{') => {
             let Members(pairs) = serde_json::from_str(text).map_err(syntax)?;
             check_unique(&pairs)?;
             let mut members = Vec::with_capacity(pairs.len());
             for (name, value) in pairs {
                 let node =
-                    build(value, depth + 1).map_err(|err| err.under(&Step::Member(&name)))?;
+                    build(value.get(), depth + 1).map_err(|err| err.under(&Step::Member(&name)))?;
                 members.push((name, node));
             }
             Ok(Node::Object {
-                raw: text,
+                raw: trimmed,
                 members,
                 changed: false,
             })
@@ -204,15 +205,22 @@ fn build<'a>(raw: &'a RawValue, depth: usize) -> Result<Node<'a>, DocError> {
             let items: Vec<&RawValue> = serde_json::from_str(text).map_err(syntax)?;
             let mut elements = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                elements.push(build(item, depth + 1).map_err(|err| err.under(&Step::Element(i)))?);
+                elements.push(
+                    build(item.get(), depth + 1).map_err(|err| err.under(&Step::Element(i)))?,
+                );
             }
             Ok(Node::Array {
-                raw: text,
+                raw: trimmed,
                 elements,
                 changed: false,
             })
         }
-        _ => Ok(Node::Leaf(text)),
+        // A document that is a single string, number or literal.
+        _ if depth == 0 => {
+            serde_json::from_str::<&RawValue>(text).map_err(syntax)?;
+            Ok(Node::Leaf(trimmed))
+        }
+        _ => Ok(Node::Leaf(trimmed)),
     }
 }
 
@@ -349,6 +357,12 @@ mod tests {
             panic!("bad JSON accepted");
         };
         assert!(message.contains("line 2 column"), "{message}");
+        // An error deep inside is found by the outermost split, with its place in the document.
+        let Err(DocError::Syntax(message)) = Node::parse("{\"a\": {\"b\": [1,\n 2,, 3]}}") else {
+            panic!("bad JSON accepted");
+        };
+        assert!(message.contains("line 2 column 4"), "{message}");
+        assert!(matches!(Node::parse("tru"), Err(DocError::Syntax(_))));
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(Node::parse(&deep).is_err());
     }
