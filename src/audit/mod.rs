@@ -23,12 +23,19 @@ use tokio::sync::{mpsc, oneshot};
 pub use checkpoint::{load_signing_key, Checkpoint};
 pub use pseudonym::Pseudonymizer;
 pub use record::{AuditRecord, GENESIS};
-use store::SqliteAuditStore;
+use store::{SqliteAuditStore, AUDIT_DB};
 use writer::{Sink, Submission, WriterSettings};
 
 use crate::config::{AuditConfig, Durability, Invalid};
 use crate::identity::read_secret;
 use crate::metrics::Metrics;
+use crate::store::wal::Backfill;
+
+/// How often the audit store's write-ahead log is copied into the database, off the commit
+/// path (see [`Backfill`]). Measured at full load (16,000 durable requests/s on one core): every
+/// 50 ms gave a p99 of 7.3 ms and 6% fewer requests/s, every 200 ms 8.9 ms, every second
+/// 15.7 ms, never (the writer's checkpoints alone) 29-34 ms.
+const WAL_BACKFILL_EVERY: Duration = Duration::from_millis(200);
 
 /// The audit store refused or failed the write; the request must not report success.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +64,13 @@ impl Audit {
             .map_err(|msg| problems.push(Invalid::new("audit.signing_key_file", msg)))
             .ok();
         let store = SqliteAuditStore::open(data_dir)
+            .and_then(|store| {
+                let backfill = Backfill::start(&data_dir.join(AUDIT_DB), WAL_BACKFILL_EVERY)?;
+                Ok((store, backfill))
+            })
             .map_err(|err| problems.push(Invalid::new("data_dir", err.to_string())))
             .ok();
-        let (Some(pseudonym_key), Some(signing_key), Some(store)) =
+        let (Some(pseudonym_key), Some(signing_key), Some((store, backfill))) =
             (pseudonym_key, signing_key, store)
         else {
             return Err(problems);
@@ -91,7 +102,8 @@ impl Audit {
         std::thread::Builder::new()
             .name("wardgate-audit".to_owned())
             .spawn(move || {
-                writer::run(Box::new(store), settings, receiver, writer_healthy, metrics)
+                writer::run(Box::new(store), settings, receiver, writer_healthy, metrics);
+                drop(backfill);
             })
             .map_err(|err| {
                 vec![Invalid::new(

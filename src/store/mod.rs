@@ -3,6 +3,7 @@
 //! commit, so that "committed" means on disk.
 
 pub mod backup;
+pub mod wal;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,11 @@ pub enum StoreError {
     },
     #[error("the store {path} is read-only; wardgate will not write through a read-only flag")]
     ReadOnly { path: PathBuf },
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
 }
