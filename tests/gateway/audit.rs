@@ -800,3 +800,38 @@ async fn a_killed_gateway_loses_no_acknowledged_request() {
     let (code, out) = wardgate(&["audit", "verify"], &path);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A client may shut its sending side once its request is out (an HTTP/1.1 half-close) and
+/// still read the answer; the request runs to its end and leaves its record, rather than being
+/// cut off halfway (after the upstream saw it, before the audit stage) as a broken connection.
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer_and_a_record() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = Pki::new();
+    let upstream = Upstream::start(|request| async move {
+        // Long enough that the client's close arrives while the request is in flight.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        echo(request).await
+    })
+    .await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let connector = tls_connector(&pki.ca_cert, &[b"http/1.1"], None);
+    let mut tls = tls_stream(gateway.proxy_addr, &connector).await.unwrap();
+    tls.write_all(
+        b"GET /api/patients/p-1 HTTP/1.1\r\nhost: localhost\r\nx-request-id: half-closed\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // close_notify and a TCP FIN: nothing more will be sent.
+    tls.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(upstream.last().path_and_query, "/api/patients/p-1");
+    gateway.shutdown().await;
+    let records = by_request_id(&records(&pki), "half-closed");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].status, 200);
+}
