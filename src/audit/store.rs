@@ -80,6 +80,14 @@ fn index_key(value: &str) -> i64 {
     i64::from_be_bytes(prefix)
 }
 
+/// The writer's page cache. Appends touch the right edge of the table and of the (instance,
+/// seq) index, and one leaf of each of the patient and subject indexes, which for a store of
+/// any size is a miss however large the cache (10M records: about 77,000 leaves per index).
+/// Measured against 8 MiB: about 8% fewer records/s from the writer alone
+/// (`cargo bench --bench audit -- durable_commit`: 24,000 against 26,000), no difference in
+/// the gateway's requests/s, and 6-8 MB less resident memory.
+const WRITER_CACHE_KIB: u32 = 2048;
+
 pub struct SqliteAuditStore {
     connection: Connection,
     data_dir: PathBuf,
@@ -89,6 +97,7 @@ impl SqliteAuditStore {
     pub fn open(data_dir: &Path) -> Result<SqliteAuditStore, StoreError> {
         let connection = store::open(data_dir, AUDIT_DB)?;
         connection.execute_batch(SCHEMA)?;
+        connection.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
         Ok(SqliteAuditStore {
             connection,
             data_dir: data_dir.to_owned(),

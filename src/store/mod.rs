@@ -33,7 +33,7 @@ pub enum StoreError {
 }
 
 /// Opens (creating when needed) a database file in `data_dir`. The page cache is held to
-/// 8 MiB and nothing is memory-mapped: the gateway's resident memory stays small however
+/// 8 MiB (the audit writer's to 2 MiB) and nothing is memory-mapped: the gateway's resident memory stays small however
 /// large its stores grow (the writers touch the right edge of their indexes; the CLI's
 /// queries open their own readers).
 pub fn open(data_dir: &Path, file: &str) -> Result<Connection, StoreError> {
