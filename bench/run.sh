@@ -13,13 +13,16 @@
 #
 # Prints one table (requests/s, p50, p99, p99.9, ratio to nginx) for HTTP/1.1 keep-alive (wrk)
 # and HTTP/2 (h2load), the latency added over the direct upstream at a paced request rate, and
-# wardgate's peak RSS with 1,000 connections open.
+# wardgate's peak RSS with 1,000 connections open. Each table's rows run in ROUNDS interleaved
+# rounds (all rows once, then again...) and each row shows its median round, so a slow spell
+# of the shared machine does not land on one row only.
 #
 #   bash bench/run.sh [seconds per run] [connections]      (defaults: 10, 50)
 #
-# Environment: RATE (about how many requests/s the paced latency runs send, default 2000), PIN=0 (do not
-# pin the proxies to CPU 0 and the load generator and upstream to the other CPUs).
-# PROFILE=wg-pass|wg-full samples that gateway with perf during its HTTP/1.1 run and prints
+# Environment: ROUNDS (default 3), RATE (about how many requests/s the paced latency runs send,
+# default 2000), PIN=0 (do not pin the proxies to CPU 0 and the load generator and upstream to
+# the other CPUs).
+# PROFILE=wg-pass|wg-full samples that gateway with perf during its first HTTP/1.1 run and prints
 # the hottest symbols (installs linux-perf).
 # Installs nginx, haproxy, wrk and nghttp2-client (h2load) from Debian's packages when missing.
 # Traffic stays on 127.0.0.1; every process started is stopped by its PID at the end.
@@ -28,6 +31,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 connections=${2:-50}
 rate=${RATE:-2000}
+rounds=${ROUNDS:-3}
 
 . bench/lib.sh
 need nginx nginx
@@ -241,11 +245,11 @@ grep -c '"wg1:' <<<"${stored//,/$'\n'}" | { read -r n; [ "$n" = 5 ] || { echo "e
 url() { case $1 in direct) echo "http://$upstream$path" ;; *) echo "https://127.0.0.1:${port[$1]}$path" ;; esac; }
 
 # wrk_row NAME: "rps p50 p99 p99.9 errors" (µs)
-# With PROFILE=wg-pass or wg-full, that row's HTTP/1.1 run is also sampled with perf (the
+# With PROFILE=wg-pass or wg-full, that row's first HTTP/1.1 run is also sampled with perf (the
 # flat profile, by DSO and symbol, goes to stderr): where its core's time goes.
 wrk_row() {
   local profiling=""
-  if [ "${PROFILE:-}" = "$1" ]; then
+  if [ "${PROFILE:-}" = "$1" ] && [ "$round" = 1 ]; then
     local pid=$pass_pid
     [ "$1" = wg-full ] && pid=$full_pid
     perf record -q -F 999 -p "$pid" -o "$dir/perf.data" -- sleep "$seconds" 2>/dev/null &
@@ -303,25 +307,38 @@ table() {
 echo "wardgate side-by-side: ${seconds}s per run, $connections connections, $cpus CPUs ($placement)"
 echo "GET $path, a $(wc -c <<<"$stored") byte record with 5 wg1: fields; wg-full reveals them for the patient"
 
-rows=()
-for name in direct nginx haproxy wg-pass wg-full; do rows+=("$name $(wrk_row "$name")"); done
-table "HTTP/1.1 keep-alive (wrk -t1 -c$connections)" "${rows[@]}"
+# run_rounds KEY MEASURE NAMES...: runs `MEASURE name` for every name, ROUNDS times interleaved,
+# and sets `rows` to each name's median round by field KEY (2: requests/s, 4: p99).
+run_rounds() {
+  local key=$1 measure=$2 name round
+  shift 2
+  declare -A runs=()
+  for ((round = 1; round <= rounds; round++)); do
+    for name in "$@"; do runs[$name]+="$name $("$measure" "$name")"$'\n'; done
+  done
+  rows=()
+  for name in "$@"; do
+    rows+=("$(sort -n -k"$key" <<<"${runs[$name]%$'\n'}" | awk -v mid=$(((rounds + 1) / 2)) 'NR == mid')")
+  done
+}
+h2_row() { h2load_row "$1" -c"$connections" -m1 -D"$seconds"; }
 
-rows=()
-for name in nginx haproxy wg-pass wg-full; do
-  rows+=("$name $(h2load_row "$name" -c"$connections" -m1 -D"$seconds")")
-done
-table "HTTP/2 (h2load -t1 -c$connections -m1)" "${rows[@]}"
+median="median of $rounds rounds"
+run_rounds 2 wrk_row direct nginx haproxy wg-pass wg-full
+table "HTTP/1.1 keep-alive (wrk -t1 -c$connections), $median by requests/s" "${rows[@]}"
+
+run_rounds 2 h2_row nginx haproxy wg-pass wg-full
+table "HTTP/2 (h2load -t1 -c$connections -m1), $median by requests/s" "${rows[@]}"
 
 # Latency at a fixed pace (well below every proxy's capacity), so it is the added work that
 # shows and not a queue: each connection waits a fixed time after each response.
 pause=$((connections * 1000 / rate))
-rows=()
-for name in direct nginx wg-pass wg-full; do
-  rows+=("$name $("${load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" -s bench/paced.lua -H "$auth" "$(url "$name")" -- "$pause" \
-    | awk '/^RESULT/ {print $2, $3, $4, $5, $6}')")
-done
-table "Paced: $connections HTTP/1.1 connections, each waiting ${pause} ms between requests (about $rate requests/s)" "${rows[@]}"
+paced_row() {
+  "${load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" -s bench/paced.lua -H "$auth" "$(url "$1")" -- "$pause" \
+    | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+}
+run_rounds 4 paced_row direct nginx wg-pass wg-full
+table "Paced: $connections HTTP/1.1 connections, each waiting ${pause} ms between requests (about $rate requests/s), $median by p99" "${rows[@]}"
 direct_p99=$(awk '{print $4}' <<<"${rows[0]}")
 full_p99=$(awk '{print $4}' <<<"${rows[3]}")
 echo "added p99 of wg-full over direct: $(ms $((full_p99 - direct_p99))) ms"
