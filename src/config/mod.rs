@@ -208,6 +208,15 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     resolve(&mut tls.key);
     tls.client_ca.iter_mut().for_each(resolve);
     resolve(&mut config.data_dir);
+    if let Some(shared) = &mut config.shared_store {
+        let postgres = &mut shared.postgres;
+        resolve(&mut postgres.url_file);
+        if let Some(tls) = &mut postgres.tls {
+            tls.ca.iter_mut().for_each(resolve);
+            tls.client_cert.iter_mut().for_each(resolve);
+            tls.client_key.iter_mut().for_each(resolve);
+        }
+    }
     resolve(&mut config.audit.pseudonym_key_file);
     resolve(&mut config.audit.signing_key_file);
     if let Some(sink) = &mut config.audit.sink {

@@ -14,9 +14,13 @@ use super::units::{ByteSize, HumanDuration, Method, Rate};
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where wardgate keeps its state (the audit store, later keys and erasure history).
+    /// Where wardgate keeps its state (the audit store, keys, erasure and review history).
     #[serde(default = "defaults::data_dir")]
     pub data_dir: PathBuf,
+    /// State shared by every replica, in PostgreSQL (patient data keys). Absent: each store
+    /// is a SQLite file in `data_dir` and one instance serves.
+    #[serde(default)]
+    pub shared_store: Option<SharedStoreConfig>,
     pub server: ServerConfig,
     #[serde(default)]
     pub admin: AdminConfig,
@@ -59,6 +63,29 @@ pub struct Config {
     /// What `wardgate selfcheck` checks about monitoring.
     #[serde(default)]
     pub operations: OperationsConfig,
+}
+
+/// The database replicas share.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedStoreConfig {
+    pub postgres: PostgresConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A file holding the connection string (`postgresql://user:password@host/db` or
+    /// `host=... user=... dbname=...`). It may carry a password, so it lives in a file (a
+    /// Kubernetes Secret) and is never logged.
+    pub url_file: PathBuf,
+    /// TLS to the database: the CA its certificate must chain to (the system roots when
+    /// absent) and a client certificate. TLS is required unless the host is loopback.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+    /// How long to wait for a connection, and for the database to acknowledge what was sent.
+    #[serde(default = "defaults::postgres_timeout")]
+    pub timeout: HumanDuration,
 }
 
 /// Monitoring, as the self-inspection sees it.
@@ -923,6 +950,10 @@ mod defaults {
     pub fn erasure_due() -> HumanDuration {
         HumanDuration(Duration::from_secs(30 * 24 * 3600))
     }
+    pub fn postgres_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
+    }
+
     pub fn yes() -> bool {
         true
     }

@@ -1,21 +1,22 @@
 //! Per-patient data keys: one random 256-bit key per patient, stored only wrapped by the KEK
-//! ring, in `data_dir/keys.db`, keyed by the patient's pseudonym (never the plain id). Keys in
-//! use are cached in a bounded map; a key dropped from the cache is wiped from memory.
-//! Shredding deletes the wrapped key and leaves a tombstone: from then on every ciphertext of
-//! that patient, wherever it is stored, is unreadable, and no new key is ever made for them.
+//! ring, keyed by the patient's pseudonym (never the plain id), in a [`KeyTable`]: the data
+//! directory's `keys.db`, or the database replicas share. Keys in use are cached in a bounded
+//! map; a key dropped from the cache is wiped from memory. Shredding leaves a tombstone: from
+//! then on every ciphertext of that patient, wherever it is stored, is unreadable, and no new
+//! key is ever made for them.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
-
 use super::field_cipher::DataKey;
+use super::key_table::{self, KeyRow, KeyTable};
 use super::keyring::{KeyRing, KeyRingError, RingSource};
-use crate::store::{self, StoreError};
+use crate::store::postgres::PostgresSettings;
+use crate::store::StoreError;
 
-pub const KEYS_DB: &str = "keys.db";
+pub use super::key_table::KEYS_DB;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
@@ -25,12 +26,6 @@ pub enum KeyStoreError {
     Ring(#[from] KeyRingError),
     #[error("the patient's data key was shredded")]
     Shredded,
-}
-
-impl From<rusqlite::Error> for KeyStoreError {
-    fn from(err: rusqlite::Error) -> Self {
-        KeyStoreError::Store(StoreError::Sql(err))
-    }
 }
 
 /// Counts for `keys list`: never key bytes.
@@ -43,45 +38,39 @@ pub struct KeyCounts {
 }
 
 pub struct PatientKeys {
-    connection: Mutex<Connection>,
+    table: Box<dyn KeyTable>,
     source: RingSource,
     ring: RwLock<KeyRing>,
     cache: Mutex<HashMap<String, Arc<DataKey>>>,
     cache_capacity: usize,
-    /// SQLite's `data_version` when the cache was last known to match the store, and when it
-    /// was last checked: another process (`wardgate keys shred`, `keys rotate`) changing the
-    /// store empties the cache within `FRESHNESS`.
-    seen_version: Mutex<(i64, Instant)>,
+    /// The table's generation when the cache was last known to match it, and when that was
+    /// checked: another process or replica shredding or rewrapping keys empties the cache
+    /// within `FRESHNESS`.
+    seen_generation: Mutex<(i64, Instant)>,
 }
 
-/// How stale the cache may be relative to changes made by other processes.
+/// How stale the cache may be relative to changes made by other processes and replicas.
 const FRESHNESS: Duration = Duration::from_millis(250);
 
 impl PatientKeys {
+    /// Opens the key table: in the shared database when `shared` is given, else in
+    /// `data_dir`.
     pub fn open(
         data_dir: &Path,
+        shared: Option<&Arc<PostgresSettings>>,
         source: RingSource,
         cache_capacity: usize,
     ) -> Result<PatientKeys, KeyStoreError> {
         let ring = source.load()?;
-        let connection = store::open(data_dir, KEYS_DB)?;
-        connection.execute_batch(
-            "CREATE TABLE IF NOT EXISTS patient_keys (
-                 patient     TEXT PRIMARY KEY,
-                 wrapped     BLOB,
-                 kek_version INTEGER,
-                 shredded    INTEGER NOT NULL DEFAULT 0
-             );
-             CREATE TABLE IF NOT EXISTS key_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
-        )?;
-        let version = data_version(&connection)?;
+        let table = key_table::open(data_dir, shared)?;
+        let generation = table.generation()?;
         Ok(PatientKeys {
-            connection: Mutex::new(connection),
+            table,
             source,
             ring: RwLock::new(ring),
             cache: Mutex::new(HashMap::new()),
             cache_capacity: cache_capacity.max(1),
-            seen_version: Mutex::new((version, Instant::now())),
+            seen_generation: Mutex::new((generation, Instant::now())),
         })
     }
 
@@ -104,9 +93,16 @@ impl PatientKeys {
         Ok(newer)
     }
 
-    /// The key if it is in memory (no store access, for the request path's fast case).
+    /// The key if it is in memory and the cache was checked against the store within
+    /// `FRESHNESS`. Never touches the store: the request path calls it on an async task.
     pub fn cached(&self, patient: &str) -> Option<Arc<DataKey>> {
-        self.forget_if_changed_elsewhere();
+        let fresh = self
+            .seen_generation
+            .lock()
+            .is_ok_and(|seen| seen.1.elapsed() < FRESHNESS);
+        if !fresh {
+            return None;
+        }
         self.cache.lock().ok()?.get(patient).cloned()
     }
 
@@ -121,32 +117,26 @@ impl PatientKeys {
     }
 
     fn fetch(&self, patient: &str, create: bool) -> Result<Option<Arc<DataKey>>, KeyStoreError> {
+        self.forget_if_changed_elsewhere();
         if let Some(key) = self.cached(patient) {
             return Ok(Some(key));
         }
-        let key = {
-            let connection = self.connection.lock().map_err(|_| poisoned())?;
-            let row: Option<(Option<Vec<u8>>, bool)> = connection
-                .query_row(
-                    "SELECT wrapped, shredded FROM patient_keys WHERE patient = ?1",
-                    params![patient],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            match row {
-                Some((_, true)) => return Err(KeyStoreError::Shredded),
-                Some((Some(wrapped), false)) => self.unwrap(patient, &wrapped)?,
-                Some((None, false)) | None if create => {
-                    let key = DataKey::generate(1);
+        let key = match self.table.get(patient)? {
+            Some(KeyRow::Shredded) => return Err(KeyStoreError::Shredded),
+            Some(KeyRow::Live(wrapped)) => self.unwrap(patient, &wrapped)?,
+            None if create => {
+                let key = DataKey::generate(1);
+                let (wrapped, version) = {
                     let ring = self.ring.read().map_err(|_| poisoned())?;
-                    connection.execute(
-                        "INSERT INTO patient_keys (patient, wrapped, kek_version, shredded) VALUES (?1, ?2, ?3, 0)",
-                        params![patient, ring.wrap(patient, &key), ring.newest()],
-                    )?;
-                    key
+                    (ring.wrap(patient, &key), ring.newest())
+                };
+                match self.table.insert_new(patient, wrapped, version)? {
+                    KeyRow::Shredded => return Err(KeyStoreError::Shredded),
+                    // Another replica may have made the patient's key first: theirs stands.
+                    KeyRow::Live(stored) => self.unwrap(patient, &stored)?,
                 }
-                Some((None, false)) | None => return Ok(None),
             }
+            None => return Ok(None),
         };
         let key = Arc::new(key);
         if let Ok(mut cache) = self.cache.lock() {
@@ -182,20 +172,17 @@ impl PatientKeys {
         }
     }
 
-    /// Empties the cache when another connection changed the store since last looked.
+    /// Empties the cache when the table changed elsewhere since last looked. Asks the store:
+    /// only on blocking threads.
     fn forget_if_changed_elsewhere(&self) {
-        let Ok(mut seen) = self.seen_version.lock() else {
+        let Ok(mut seen) = self.seen_generation.lock() else {
             return;
         };
         if seen.1.elapsed() < FRESHNESS {
             return;
         }
         let previous = seen.0;
-        let current = self
-            .connection
-            .lock()
-            .ok()
-            .and_then(|connection| data_version(&connection).ok());
+        let current = self.table.generation().ok();
         *seen = (current.unwrap_or(previous), Instant::now());
         // When unsure (the store cannot be asked), forget too: keys are fetched again.
         if current != Some(previous) {
@@ -214,23 +201,7 @@ impl PatientKeys {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(patient);
         }
-        let Ok(connection) = self.connection.lock() else {
-            return Ok(false);
-        };
-        let existed: bool = connection
-            .query_row(
-                "SELECT wrapped IS NOT NULL FROM patient_keys WHERE patient = ?1 AND shredded = 0",
-                params![patient],
-                |row| row.get(0),
-            )
-            .optional()?
-            .unwrap_or(false);
-        connection.execute(
-            "INSERT INTO patient_keys (patient, wrapped, kek_version, shredded) VALUES (?1, NULL, NULL, 1)
-             ON CONFLICT (patient) DO UPDATE SET wrapped = NULL, kek_version = NULL, shredded = 1",
-            params![patient],
-        )?;
-        Ok(existed)
+        Ok(self.table.shred(patient)?)
     }
 
     /// Shreds every listed patient's key still alive, in one transaction (at start, for the
@@ -240,89 +211,32 @@ impl PatientKeys {
         if let Ok(mut cache) = self.cache.lock() {
             cache.clear();
         }
-        let Ok(mut connection) = self.connection.lock() else {
-            return Ok(0);
-        };
-        let transaction = connection.transaction()?;
-        let mut destroyed = 0;
-        for patient in patients {
-            destroyed += transaction.execute(
-                "UPDATE patient_keys SET wrapped = NULL, kek_version = NULL, shredded = 1
-                 WHERE patient = ?1 AND shredded = 0",
-                params![patient],
-            )?;
-            transaction.execute(
-                "INSERT OR IGNORE INTO patient_keys (patient, wrapped, kek_version, shredded) VALUES (?1, NULL, NULL, 1)",
-                params![patient],
-            )?;
-        }
-        transaction.commit()?;
-        Ok(destroyed)
+        Ok(self.table.shred_all(patients)?)
     }
 
     /// Rewraps every live key under the ring's newest version (after a rotation); backend
     /// data is untouched. Returns how many keys were rewrapped.
     pub fn rewrap_all(&self) -> Result<usize, KeyStoreError> {
-        let Ok(mut connection) = self.connection.lock() else {
-            return Ok(0);
-        };
         let ring = self.ring.read().map_err(|_| poisoned())?;
         let newest = ring.newest();
-        let transaction = connection.transaction()?;
-        let stale: Vec<(String, Vec<u8>)> = {
-            let mut statement = transaction.prepare(
-                "SELECT patient, wrapped FROM patient_keys WHERE shredded = 0 AND wrapped IS NOT NULL AND kek_version <> ?1",
-            )?;
-            let rows =
-                statement.query_map(params![newest], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for (patient, wrapped) in &stale {
-            let key = ring.unwrap(patient, wrapped)?;
-            transaction.execute(
-                "UPDATE patient_keys SET wrapped = ?1, kek_version = ?2 WHERE patient = ?3",
-                params![ring.wrap(patient, &key), newest, patient],
-            )?;
+        let stale = self.table.stale(newest)?;
+        let mut rewrapped = Vec::with_capacity(stale.len());
+        for (patient, wrapped) in stale {
+            let key = ring.unwrap(&patient, &wrapped)?;
+            rewrapped.push((patient.clone(), ring.wrap(&patient, &key)));
         }
-        // Always a write, so running gateways see the store change and re-read the ring.
-        transaction.execute(
-            "INSERT INTO key_meta (name, value) VALUES ('ring_version', ?1)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            params![newest],
-        )?;
-        transaction.commit()?;
-        Ok(stale.len())
+        let count = rewrapped.len();
+        self.table.store_rewrapped(rewrapped, newest)?;
+        Ok(count)
     }
 
     pub fn counts(&self) -> Result<KeyCounts, KeyStoreError> {
-        let Ok(connection) = self.connection.lock() else {
-            return Ok(KeyCounts::default());
-        };
-        let (live, shredded): (u64, u64) = connection.query_row(
-            "SELECT COALESCE(SUM(shredded = 0), 0), COALESCE(SUM(shredded = 1), 0) FROM patient_keys",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        let mut statement = connection.prepare(
-            "SELECT kek_version, COUNT(*) FROM patient_keys WHERE shredded = 0 GROUP BY kek_version ORDER BY kek_version",
-        )?;
-        let by_version = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(KeyCounts {
-            live,
-            shredded,
-            by_version,
-        })
+        Ok(self.table.counts()?)
     }
 }
 
-fn data_version(connection: &Connection) -> Result<i64, rusqlite::Error> {
-    connection.query_row("PRAGMA data_version", [], |row| row.get(0))
-}
-
 fn poisoned() -> KeyStoreError {
-    KeyStoreError::Store(StoreError::Sql(rusqlite::Error::InvalidQuery))
+    KeyStoreError::Store(StoreError::Gone("keys"))
 }
 
 #[cfg(test)]
@@ -335,7 +249,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring_path = dir.path().join("ring.json");
         KeyRing::create(&ring_path, "t0").unwrap();
-        let keys = PatientKeys::open(dir.path(), RingSource::File(ring_path.clone()), 2).unwrap();
+        let keys =
+            PatientKeys::open(dir.path(), None, RingSource::File(ring_path.clone()), 2).unwrap();
         let a = keys.key_for("pt_a").unwrap();
         let sealed = seal(&a, "pt_a", "phone", b"\"13812345678\"");
         keys.key_for("pt_b").unwrap();
@@ -345,7 +260,8 @@ mod tests {
         // A rotation, then a rewrap: old ciphertexts still open.
         let mut ring = KeyRing::load(&ring_path).unwrap();
         ring.rotate(&ring_path, "t1").unwrap();
-        let keys = PatientKeys::open(dir.path(), RingSource::File(ring_path.clone()), 16).unwrap();
+        let keys =
+            PatientKeys::open(dir.path(), None, RingSource::File(ring_path.clone()), 16).unwrap();
         assert_eq!(keys.counts().unwrap().by_version, vec![(1, 3)]);
         assert_eq!(keys.rewrap_all().unwrap(), 3);
         assert_eq!(keys.counts().unwrap().by_version, vec![(2, 3)]);

@@ -28,6 +28,8 @@ pub enum ManageError {
     #[error("{0}")]
     PseudonymKey(String),
     #[error("{0}")]
+    SharedStore(String),
+    #[error("{0}")]
     Ledger(#[from] crate::erasure::ledger::LedgerError),
 }
 
@@ -52,8 +54,18 @@ fn ring_file(config: &Config) -> Result<PathBuf, ManageError> {
 }
 
 fn open_store(config: &Config) -> Result<PatientKeys, ManageError> {
+    let shared = crate::store::postgres::shared(config).map_err(|problems| {
+        ManageError::SharedStore(
+            problems
+                .into_iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
     Ok(PatientKeys::open(
         &config.data_dir,
+        shared.as_ref(),
         ring_source(config)?,
         16,
     )?)

@@ -11,6 +11,7 @@ pub mod fields;
 pub mod json_doc;
 pub mod json_path;
 pub mod key_store;
+pub mod key_table;
 pub mod keyring;
 pub mod manage;
 pub mod redact;

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
 use crate::config::{self, ConfigErrors, Invalid, Limits, LoadedConfig};
-use crate::crypto::key_store::PatientKeys;
+use crate::crypto::key_store::{KeyStoreError, PatientKeys};
 use crate::erasure::Erasure;
 use crate::metrics::Metrics;
 use crate::policy::BreakGlassGrants;
@@ -252,10 +252,13 @@ impl RunningGateway {
         }
         let audit = Audit::start(&config.data_dir, &config.audit, metrics.clone())
             .map_err(|problems| loaded.locate(problems))?;
+        let shared_store =
+            crate::store::postgres::shared(config).map_err(|problems| loaded.locate(problems))?;
         let keys = match &prepared.runtime.field_protection {
             Some(protection) => Some(Arc::new(
                 PatientKeys::open(
                     &config.data_dir,
+                    shared_store.as_ref(),
                     protection.ring.clone(),
                     config
                         .field_protection
@@ -263,7 +266,11 @@ impl RunningGateway {
                         .map_or(1, |p| p.key_cache_capacity),
                 )
                 .map_err(|err| {
-                    loaded.locate(vec![Invalid::new("field_protection", err.to_string())])
+                    let key = match (&err, &shared_store) {
+                        (KeyStoreError::Store(_), Some(_)) => "shared_store.postgres",
+                        _ => "field_protection",
+                    };
+                    loaded.locate(vec![Invalid::new(key, err.to_string())])
                 })?,
             )),
             None => None,

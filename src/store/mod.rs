@@ -1,8 +1,9 @@
-//! Persistence shared by the audit trail (and, later, keys, erasure and review history): an
-//! embedded SQLite database in the data directory, opened in WAL mode with full fsync on
-//! commit, so that "committed" means on disk.
+//! Persistence: an embedded SQLite database in the data directory per store, opened in WAL
+//! mode with full fsync on commit, so that "committed" means on disk; and, for more than one
+//! replica, the PostgreSQL database they share (`postgres`).
 
 pub mod backup;
+pub mod postgres;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,14 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("PostgreSQL {database}: {what}: {source}")]
+    Postgres {
+        database: String,
+        what: String,
+        source: ::postgres::Error,
+    },
+    #[error("the {0} store's connection thread has stopped")]
+    Gone(&'static str),
 }
 
 /// Opens (creating when needed) a database file in `data_dir`. The page cache is held to

@@ -230,6 +230,7 @@ async fn two_systems_erased_verified_receipted_and_the_patient_is_gone_everywher
     // opened again: the only key that could open it is destroyed.
     let keys = wardgate::crypto::key_store::PatientKeys::open(
         &pki.path("data"),
+        None,
         wardgate::crypto::keyring::RingSource::File(pki.path("kek-ring.json")),
         4,
     )

@@ -19,13 +19,13 @@ use crate::support::*;
 
 /// An upstream that keeps each PUT/POST body under its path, byte for byte, and serves it
 /// back on GET; `raw` is its storage, for the test to read and edit.
-struct StoringUpstream {
-    upstream: Upstream,
+pub(crate) struct StoringUpstream {
+    pub(crate) upstream: Upstream,
     raw: Arc<Mutex<HashMap<String, Bytes>>>,
 }
 
 impl StoringUpstream {
-    async fn start() -> StoringUpstream {
+    pub(crate) async fn start() -> StoringUpstream {
         let raw: Arc<Mutex<HashMap<String, Bytes>>> = Arc::default();
         let store = raw.clone();
         let upstream = Upstream::start(move |request: Request<hyper::body::Incoming>| {
@@ -53,7 +53,7 @@ impl StoringUpstream {
         StoringUpstream { upstream, raw }
     }
 
-    fn stored(&self, path: &str) -> String {
+    pub(crate) fn stored(&self, path: &str) -> String {
         String::from_utf8(self.raw.lock().unwrap()[path].to_vec()).unwrap()
     }
 
@@ -83,7 +83,7 @@ fn json_reply((status, body): (StatusCode, Bytes)) -> Response<ProxyBody> {
 
 /// The authorization test config with field protection: a fresh key ring, the profile
 /// fields on the patient route and the diagnosis on department records.
-fn fields_config(pki: &Pki, upstream_url: &str) -> String {
+pub(crate) fn fields_config(pki: &Pki, upstream_url: &str) -> String {
     let ring = pki.path("kek-ring.json");
     if !ring.exists() {
         wardgate::crypto::manage::init(&ring).unwrap();
@@ -110,7 +110,7 @@ field_protection:
     )
 }
 
-fn send(
+pub(crate) fn send(
     method: Method,
     path: &str,
     token: &str,
@@ -127,11 +127,11 @@ fn send(
     request.body(body(text.to_owned())).unwrap()
 }
 
-fn put_json(path: &str, token: &str, body: &str) -> Request<ClientBody> {
+pub(crate) fn put_json(path: &str, token: &str, body: &str) -> Request<ClientBody> {
     send(Method::PUT, path, token, Some("application/json"), body)
 }
 
-fn get(path: &str, token: &str) -> Request<ClientBody> {
+pub(crate) fn get(path: &str, token: &str) -> Request<ClientBody> {
     Request::builder()
         .uri(path)
         .header("authorization", format!("Bearer {token}"))
@@ -146,7 +146,7 @@ fn records(pki: &Pki) -> Vec<AuditRecord> {
         .unwrap()
 }
 
-const PROFILE: &str = r#"{"name":"Li Wei","id_number":"110101199003071234","phone":"13812345678","guardian":{"name":"Li Na","id_number":"110101196502020022","phone":"13900001111"},"weight_kg":71.50,"visits":[1,2,3]}"#;
+pub(crate) const PROFILE: &str = r#"{"name":"Li Wei","id_number":"110101199003071234","phone":"13812345678","guardian":{"name":"Li Na","id_number":"110101196502020022","phone":"13900001111"},"weight_kg":71.50,"visits":[1,2,3]}"#;
 
 #[tokio::test]
 async fn the_upstream_holds_only_ciphertext_and_each_role_sees_what_the_policy_says() {
