@@ -69,7 +69,12 @@ fn durable_commit(c: &mut Criterion) {
     let config = audit_config(dir.path());
     let audit = runtime
         .block_on(async {
-            Audit::start(&dir.path().join("data"), &config, Arc::new(Metrics::new()))
+            Audit::start(
+                &dir.path().join("data"),
+                &dir.path().join("data").as_path().into(),
+                &config,
+                Arc::new(Metrics::new()),
+            )
         })
         .map(Arc::new)
         .unwrap_or_else(|_| panic!("audit store"));

@@ -135,7 +135,7 @@ fn large_key_store() -> PathBuf {
     let ring = KeyRing::create(&ring_path, "bench").expect("ring");
     // Opening makes the schema; the bulk load then writes rows the way `key_for` does, in one
     // transaction instead of one per patient (`key_for` commits each new key on its own).
-    drop(PatientKeys::open(&dir, None, RingSource::File(ring_path), 16).expect("store"));
+    drop(PatientKeys::open(&dir, RingSource::File(ring_path), 16).expect("store"));
     let mut connection = rusqlite::Connection::open(dir.join(KEYS_DB)).expect("db");
     let transaction = connection.transaction().expect("transaction");
     {
@@ -172,8 +172,7 @@ fn uncached_key(c: &mut Criterion) {
         size as f64 / 1e6
     );
     // A cache of one: every fetch below misses.
-    let keys =
-        PatientKeys::open(&dir, None, RingSource::File(dir.join("ring.json")), 1).expect("store");
+    let keys = PatientKeys::open(&dir, RingSource::File(dir.join("ring.json")), 1).expect("store");
     let mut i = 0u64;
     let mut group = c.benchmark_group("fields");
     group.measurement_time(Duration::from_secs(5));

@@ -579,7 +579,7 @@ fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
         } => {
             let loaded = config_or_exit!(&config);
             let id = review::sign(
-                &loaded.config.data_dir,
+                &wardgate::store::Location::for_tools(&loaded.config)?,
                 &report,
                 &reviewer,
                 &decisions,
@@ -589,7 +589,8 @@ fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
         }
         ReviewCommand::History { config } => {
             let loaded = config_or_exit!(&config);
-            let reviews = review::store::history(&loaded.config.data_dir)?;
+            let reviews =
+                review::store::history(&wardgate::store::Location::for_tools(&loaded.config)?)?;
             if reviews.is_empty() {
                 println!("no signed review yet");
             }
@@ -806,6 +807,13 @@ async fn health(url: String) -> anyhow::Result<ExitCode> {
 fn backup(path: &std::path::Path, out: &std::path::Path) -> anyhow::Result<ExitCode> {
     let loaded = config_or_exit!(path);
     let config = &loaded.config;
+    if config.shared_store.is_some() {
+        anyhow::bail!(
+            "the stores are in the shared PostgreSQL database (shared_store): back it up with the \
+             database's own tools (pg_dump of the `wardgate` schema, or point-in-time recovery); \
+             docs/operations.md, \"Backups with a shared store\""
+        );
+    }
     let manifest = wardgate::store::backup::backup(&config.data_dir, out)?;
     for file in &manifest.files {
         println!(
@@ -830,7 +838,9 @@ fn audit_verify(path: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
     let loaded = config_or_exit!(path);
     let key = wardgate::audit::load_signing_key(&loaded.config.audit.signing_key_file)
         .map_err(anyhow::Error::msg)?;
-    let reader = wardgate::audit::store::AuditReader::open(&loaded.config.data_dir)?;
+    let reader = wardgate::audit::store::AuditReader::open(wardgate::store::Location::for_tools(
+        &loaded.config,
+    )?)?;
     let verification = wardgate::audit::verify::verify(&reader, &key.verifying_key(), from)?;
     println!("{verification}");
     Ok(if verification.problem.is_some() {
@@ -870,7 +880,9 @@ fn audit_query(
         break_glass_only: break_glass,
         limit: None,
     };
-    let reader = wardgate::audit::store::AuditReader::open(&loaded.config.data_dir)?;
+    let reader = wardgate::audit::store::AuditReader::open(wardgate::store::Location::for_tools(
+        &loaded.config,
+    )?)?;
     let records = reader.query(&filter)?;
     print!("{}", query::render(&records, format));
     let summary = query::summary(&records);

@@ -6,6 +6,7 @@
 
 mod checkpoint;
 pub mod keys;
+mod postgres_store;
 mod pseudonym;
 pub mod query;
 mod record;
@@ -13,7 +14,7 @@ pub mod store;
 pub mod verify;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,21 +22,101 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use checkpoint::{load_signing_key, Checkpoint};
+use postgres_store::PostgresAuditStore;
 pub use pseudonym::Pseudonymizer;
 pub use record::{AuditRecord, GENESIS};
-use store::{SqliteAuditStore, AUDIT_DB};
+use store::{AuditStore, SqliteAuditStore, AUDIT_DB};
 use writer::{Sink, Submission, WriterSettings};
 
 use crate::config::{AuditConfig, Durability, Invalid};
 use crate::identity::read_secret;
 use crate::metrics::Metrics;
 use crate::store::wal::Backfill;
+use crate::store::{Location, StoreError};
 
 /// How often the audit store's write-ahead log is copied into the database, off the commit
 /// path (see [`Backfill`]). Measured at full load (16,000 durable requests/s on one core): every
 /// 50 ms gave a p99 of 7.3 ms and 6% fewer requests/s, every 200 ms 8.9 ms, every second
 /// 15.7 ms, never (the writer's checkpoints alone) 29-34 ms.
 const WAL_BACKFILL_EVERY: Duration = Duration::from_millis(200);
+
+type OpenedStore = (Box<dyn AuditStore>, Option<Backfill>, String);
+
+/// The writer's store, the embedded store's log copier (none for the shared database), and
+/// the instance id: configured, else kept with the store (embedded) or in the data directory
+/// (shared: each replica its own chain). A failure names the config key to look at.
+fn open_store(
+    data_dir: &Path,
+    location: &Location,
+    config: &AuditConfig,
+) -> Result<OpenedStore, (&'static str, StoreError)> {
+    match location {
+        Location::DataDir(_) => {
+            let in_dir = |err| ("data_dir", err);
+            let store = SqliteAuditStore::open(data_dir).map_err(in_dir)?;
+            let backfill =
+                Backfill::start(&data_dir.join(AUDIT_DB), WAL_BACKFILL_EVERY).map_err(in_dir)?;
+            let instance = match &config.instance_id {
+                Some(id) => id.clone(),
+                None => store.instance_id().map_err(in_dir)?,
+            };
+            Ok((Box::new(store), Some(backfill), instance))
+        }
+        Location::Shared(settings) => {
+            let store =
+                PostgresAuditStore::open(settings).map_err(|err| ("shared_store.postgres", err))?;
+            let instance = match &config.instance_id {
+                Some(id) => id.clone(),
+                None => instance_id_file(data_dir).map_err(|err| ("data_dir", err))?,
+            };
+            Ok((Box::new(store), None, instance))
+        }
+    }
+}
+
+/// Removes records older than `cutoff_ms` (retention), keeping each chain verifiable: in
+/// the data directory, this instance's chain; in the shared database, every replica's.
+pub fn prune(location: &Location, instance: &str, cutoff_ms: i64) -> Result<usize, StoreError> {
+    match location {
+        Location::DataDir(data_dir) => SqliteAuditStore::open(data_dir)?.prune(instance, cutoff_ms),
+        Location::Shared(settings) => PostgresAuditStore::open(settings)?.prune(cutoff_ms),
+    }
+}
+
+/// Whether the store can take writes; says what was checked (for the self-inspection).
+pub fn check_store(location: &Location) -> Result<String, StoreError> {
+    match location {
+        Location::DataDir(data_dir) => {
+            crate::store::check_writable(data_dir, AUDIT_DB)?;
+            Ok(format!("{} is writable", data_dir.join(AUDIT_DB).display()))
+        }
+        Location::Shared(settings) => {
+            PostgresAuditStore::open(settings)?.check_primary()?;
+            Ok(format!("PostgreSQL {} takes writes", settings.described()))
+        }
+    }
+}
+
+const INSTANCE_ID_FILE: &str = "instance-id";
+
+/// The instance id kept in `data_dir/instance-id`, made on first start.
+fn instance_id_file(data_dir: &Path) -> Result<String, StoreError> {
+    let path: PathBuf = data_dir.join(INSTANCE_ID_FILE);
+    let dir_error = |source| StoreError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(dir_error(err)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(dir_error)?;
+    let id = store::new_instance_id();
+    std::fs::write(&path, format!("{id}\n")).map_err(dir_error)?;
+    Ok(id)
+}
 
 /// The audit store refused or failed the write; the request must not report success.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +131,11 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Opens the store in `data_dir`, resumes the chain, and starts the writer.
+    /// Opens the store (in `data_dir`, or the shared database), resumes the chain, and
+    /// starts the writer.
     pub fn start(
         data_dir: &Path,
+        location: &Location,
         config: &AuditConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Audit, Vec<Invalid>> {
@@ -63,23 +146,13 @@ impl Audit {
         let signing_key = load_signing_key(&config.signing_key_file)
             .map_err(|msg| problems.push(Invalid::new("audit.signing_key_file", msg)))
             .ok();
-        let store = SqliteAuditStore::open(data_dir)
-            .and_then(|store| {
-                let backfill = Backfill::start(&data_dir.join(AUDIT_DB), WAL_BACKFILL_EVERY)?;
-                Ok((store, backfill))
-            })
-            .map_err(|err| problems.push(Invalid::new("data_dir", err.to_string())))
+        let opened = open_store(data_dir, location, config)
+            .map_err(|(key, err)| problems.push(Invalid::new(key, err.to_string())))
             .ok();
-        let (Some(pseudonym_key), Some(signing_key), Some((store, backfill))) =
-            (pseudonym_key, signing_key, store)
+        let (Some(pseudonym_key), Some(signing_key), Some((store, backfill, instance))) =
+            (pseudonym_key, signing_key, opened)
         else {
             return Err(problems);
-        };
-        let instance = match &config.instance_id {
-            Some(id) => id.clone(),
-            None => store
-                .instance_id()
-                .map_err(|err| vec![Invalid::new("data_dir", err.to_string())])?,
         };
         let sink = config.sink.as_ref().map(|path| match path.to_str() {
             Some("-") => Sink::Stdout,
@@ -102,7 +175,7 @@ impl Audit {
         std::thread::Builder::new()
             .name("wardgate-audit".to_owned())
             .spawn(move || {
-                writer::run(Box::new(store), settings, receiver, writer_healthy, metrics);
+                writer::run(store, settings, receiver, writer_healthy, metrics);
                 drop(backfill);
             })
             .map_err(|err| {

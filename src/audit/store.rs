@@ -1,8 +1,8 @@
 //! Where audit records live. [`AuditStore`] is what the writer needs (the chain head, an
 //! atomic append of a batch with its checkpoint, a health probe); [`SqliteAuditStore`] is the
-//! embedded implementation, a PostgreSQL one can implement the same trait. Reads for `audit
-//! query` and `audit verify` go through [`AuditReader`], on a read-only connection that works
-//! beside a running gateway.
+//! embedded implementation, `postgres_store` the one replicas share. Reads for `audit query`,
+//! `audit verify` and the review report go through [`AuditReader`], on a read-only connection
+//! that works beside a running gateway.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +10,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::Checkpoint;
+use super::postgres_store::PostgresAuditReader;
 use super::record::AuditRecord;
-use crate::store::{self, StoreError};
+use crate::store::sql::Value;
+use crate::store::{self, Location, StoreError};
 
 pub const AUDIT_DB: &str = "audit.db";
 
@@ -73,7 +75,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 /// The integer the patient and subject indexes are keyed on: the first 8 bytes of the
 /// value's SHA-256. Index entries of 8 bytes instead of 35-byte strings keep the indexes
 /// small, so a group commit dirties fewer pages; queries compare the full value as well.
-fn index_key(value: &str) -> i64 {
+pub(super) fn index_key(value: &str) -> i64 {
     let digest = Sha256::digest(value.as_bytes());
     let mut prefix = [0u8; 8];
     prefix.copy_from_slice(&digest[..8]);
@@ -117,7 +119,7 @@ impl SqliteAuditStore {
         if let Some(id) = existing {
             return Ok(id);
         }
-        let id = format!("wg-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let id = new_instance_id();
         self.connection.execute(
             "INSERT INTO meta (key, value) VALUES ('instance_id', ?1)",
             params![id],
@@ -230,6 +232,11 @@ impl AuditStore for SqliteAuditStore {
     }
 }
 
+/// A new instance id: `wg-` and 12 random hex digits.
+pub(super) fn new_instance_id() -> String {
+    format!("wg-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
 /// A stored row as read back, for verification.
 pub struct StoredRow {
     pub instance: String,
@@ -255,19 +262,30 @@ pub struct QueryFilter {
     pub limit: Option<usize>,
 }
 
-pub struct AuditReader {
-    connection: Connection,
+pub struct AuditReader(Reader);
+
+enum Reader {
+    Sqlite(Connection),
+    Postgres(PostgresAuditReader),
 }
 
 impl AuditReader {
-    pub fn open(data_dir: &Path) -> Result<AuditReader, StoreError> {
-        Ok(AuditReader {
-            connection: store::open_read_only(data_dir, AUDIT_DB)?,
-        })
+    /// A reader of the data directory's store (given a path) or of the shared database.
+    pub fn open(location: impl Into<Location>) -> Result<AuditReader, StoreError> {
+        Ok(AuditReader(match location.into() {
+            Location::DataDir(data_dir) => {
+                Reader::Sqlite(store::open_read_only(&data_dir, AUDIT_DB)?)
+            }
+            Location::Shared(settings) => Reader::Postgres(PostgresAuditReader::open(&settings)?),
+        }))
     }
 
     pub fn instances(&self) -> Result<Vec<String>, StoreError> {
-        let mut statement = self.connection.prepare(
+        let connection = match &self.0 {
+            Reader::Sqlite(connection) => connection,
+            Reader::Postgres(reader) => return reader.instances(),
+        };
+        let mut statement = connection.prepare(
             "SELECT instance FROM audit_records UNION SELECT instance FROM audit_checkpoints ORDER BY 1",
         )?;
         let rows = statement.query_map([], |row| row.get(0))?;
@@ -281,7 +299,11 @@ impl AuditReader {
         from_seq: u64,
         mut each: impl FnMut(StoredRow) -> bool,
     ) -> Result<(), StoreError> {
-        let mut statement = self.connection.prepare(
+        let connection = match &self.0 {
+            Reader::Sqlite(connection) => connection,
+            Reader::Postgres(reader) => return reader.rows(instance, from_seq, each),
+        };
+        let mut statement = connection.prepare(
             "SELECT instance, seq, time_ms, subject, patient, decision, break_glass, body, hash
              FROM audit_records WHERE instance = ?1 AND seq >= ?2 ORDER BY seq",
         )?;
@@ -306,7 +328,11 @@ impl AuditReader {
     }
 
     pub fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
-        let mut statement = self.connection.prepare(
+        let connection = match &self.0 {
+            Reader::Sqlite(connection) => connection,
+            Reader::Postgres(reader) => return reader.checkpoints(instance),
+        };
+        let mut statement = connection.prepare(
             "SELECT instance, seq, hash, time, signature FROM audit_checkpoints WHERE instance = ?1 ORDER BY seq",
         )?;
         let rows = statement.query_map(params![instance], |row| {
@@ -323,7 +349,11 @@ impl AuditReader {
 
     /// The smallest and largest row ids, to split a scan between threads.
     pub fn row_bounds(&self) -> Result<(i64, i64), StoreError> {
-        Ok(self.connection.query_row(
+        let connection = match &self.0 {
+            Reader::Sqlite(connection) => connection,
+            Reader::Postgres(reader) => return reader.row_bounds(),
+        };
+        Ok(connection.query_row(
             "SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM audit_records",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -340,7 +370,11 @@ impl AuditReader {
         rows: (i64, i64),
         mut each: impl FnMut(&str),
     ) -> Result<(), StoreError> {
-        let mut statement = self.connection.prepare(
+        let connection = match &self.0 {
+            Reader::Sqlite(connection) => connection,
+            Reader::Postgres(reader) => return reader.scan(since_ms, until_ms, rows, each),
+        };
+        let mut statement = connection.prepare(
             "SELECT body FROM audit_records WHERE id BETWEEN ?3 AND ?4 AND time_ms >= ?1 AND time_ms < ?2",
         )?;
         let mut rows = statement.query(params![since_ms, until_ms, rows.0, rows.1])?;
@@ -353,46 +387,57 @@ impl AuditReader {
 
     /// Records matching the filter, oldest first (as stored; query does not verify).
     pub fn query(&self, filter: &QueryFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let mut sql = String::from("SELECT body FROM audit_records WHERE 1 = 1");
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        let mut add = |clause: &str, value: rusqlite::types::Value| {
-            values.push(value);
-            sql.push_str(&format!(" AND {clause} ?{}", values.len()));
-        };
-        if let Some(patient) = &filter.patient {
-            add("patient_key =", index_key(patient).into());
-            add("patient =", patient.clone().into());
-        }
-        if let Some(subject) = &filter.subject {
-            add("subject_key =", index_key(subject).into());
-            add("subject =", subject.clone().into());
-        }
-        if let Some(since) = filter.since_ms {
-            add("time_ms >=", since.into());
-        }
-        if let Some(until) = filter.until_ms {
-            add("time_ms <", until.into());
-        }
-        if let Some(decision) = &filter.decision {
-            add("decision =", decision.clone().into());
-        }
-        if filter.break_glass_only {
-            sql.push_str(" AND break_glass = 1");
-        }
-        sql.push_str(" ORDER BY time_ms, instance, seq");
-        if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        let mut statement = self.connection.prepare(&sql)?;
-        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
-            row.get::<_, String>(0)
-        })?;
-        let mut records = Vec::new();
-        for body in rows {
-            if let Ok(record) = serde_json::from_str::<AuditRecord>(&body?) {
-                records.push(record);
+        let bodies = match &self.0 {
+            Reader::Postgres(reader) => reader.query(filter)?,
+            Reader::Sqlite(connection) => {
+                let (sql, values) = query_sql(filter, "break_glass = 1");
+                let mut statement =
+                    connection.prepare(&crate::store::sql::sqlite_placeholders(&sql))?;
+                let values = values.iter().map(crate::store::sql::sqlite_value);
+                let rows =
+                    statement.query_map(rusqlite::params_from_iter(values), |row| row.get(0))?;
+                rows.collect::<Result<Vec<String>, _>>()?
             }
-        }
-        Ok(records)
+        };
+        Ok(bodies
+            .iter()
+            .filter_map(|body| serde_json::from_str::<AuditRecord>(body).ok())
+            .collect())
     }
+}
+
+/// The `audit query` statement, with PostgreSQL's numbered `$n` placeholders, and its values
+/// in order; `break_glass` is the backend's test of that column.
+pub(super) fn query_sql(filter: &QueryFilter, break_glass: &str) -> (String, Vec<Value>) {
+    let mut sql = String::from("SELECT body FROM audit_records WHERE 1 = 1");
+    let mut values = Vec::new();
+    let mut add = |clause: &str, value: Value| {
+        values.push(value);
+        sql.push_str(&format!(" AND {clause} ${}", values.len()));
+    };
+    if let Some(patient) = &filter.patient {
+        add("patient_key =", Value::from(index_key(patient)));
+        add("patient =", Value::from(patient));
+    }
+    if let Some(subject) = &filter.subject {
+        add("subject_key =", Value::from(index_key(subject)));
+        add("subject =", Value::from(subject));
+    }
+    if let Some(since) = filter.since_ms {
+        add("time_ms >=", Value::from(since));
+    }
+    if let Some(until) = filter.until_ms {
+        add("time_ms <", Value::from(until));
+    }
+    if let Some(decision) = &filter.decision {
+        add("decision =", Value::from(decision));
+    }
+    if filter.break_glass_only {
+        sql.push_str(&format!(" AND {break_glass}"));
+    }
+    sql.push_str(" ORDER BY time_ms, instance, seq");
+    if let Some(limit) = filter.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    (sql, values)
 }

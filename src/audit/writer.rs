@@ -149,6 +149,7 @@ pub fn run(
     let mut pending: Vec<Waiting> = Vec::new();
     let mut closer: Option<oneshot::Sender<()>> = None;
     let mut backoff = Duration::from_millis(50);
+    let mut resync = false;
     let mut open = true;
     while open || !pending.is_empty() {
         if pending.is_empty() && closer.is_none() {
@@ -178,6 +179,23 @@ pub fn run(
                 break;
             }
             continue;
+        }
+        if resync {
+            // A failed commit may have reached the store all the same (a network database
+            // that committed, then lost the connection before saying so): continue the chain
+            // from what is stored, never from a head the store has moved past.
+            if let Ok(head) = store.head(&settings.instance) {
+                let head = head.unwrap_or((0, GENESIS.to_owned()));
+                if head.0 != chain.seq || head.1 != chain.hash {
+                    tracing::warn!(
+                        stored = head.0,
+                        expected = chain.seq,
+                        "the audit store holds records whose commit was not acknowledged; the chain continues from them"
+                    );
+                    (chain.seq, chain.hash) = head;
+                }
+                resync = false;
+            }
         }
         let started = Instant::now();
         match commit(store.as_mut(), &settings, &mut chain, &mut pending, closing) {
@@ -214,6 +232,7 @@ pub fn run(
                 release(&settings, waiters, true);
             }
             Err(err) => {
+                resync = true;
                 metrics.audit_write_errors.inc();
                 if healthy.swap(false, Ordering::SeqCst) {
                     tracing::error!(

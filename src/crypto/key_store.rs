@@ -6,15 +6,13 @@
 //! key is ever made for them.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::field_cipher::DataKey;
 use super::key_table::{self, KeyRow, KeyTable};
 use super::keyring::{KeyRing, KeyRingError, RingSource};
-use crate::store::postgres::PostgresSettings;
-use crate::store::StoreError;
+use crate::store::{Location, StoreError};
 
 pub use super::key_table::KEYS_DB;
 
@@ -53,16 +51,14 @@ pub struct PatientKeys {
 const FRESHNESS: Duration = Duration::from_millis(250);
 
 impl PatientKeys {
-    /// Opens the key table: in the shared database when `shared` is given, else in
-    /// `data_dir`.
+    /// Opens the key table: in the data directory (given a path) or the shared database.
     pub fn open(
-        data_dir: &Path,
-        shared: Option<&Arc<PostgresSettings>>,
+        location: impl Into<Location>,
         source: RingSource,
         cache_capacity: usize,
     ) -> Result<PatientKeys, KeyStoreError> {
         let ring = source.load()?;
-        let table = key_table::open(data_dir, shared)?;
+        let table = key_table::open(&location.into())?;
         let generation = table.generation()?;
         Ok(PatientKeys {
             table,
@@ -249,8 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring_path = dir.path().join("ring.json");
         KeyRing::create(&ring_path, "t0").unwrap();
-        let keys =
-            PatientKeys::open(dir.path(), None, RingSource::File(ring_path.clone()), 2).unwrap();
+        let keys = PatientKeys::open(dir.path(), RingSource::File(ring_path.clone()), 2).unwrap();
         let a = keys.key_for("pt_a").unwrap();
         let sealed = seal(&a, "pt_a", "phone", b"\"13812345678\"");
         keys.key_for("pt_b").unwrap();
@@ -260,8 +255,7 @@ mod tests {
         // A rotation, then a rewrap: old ciphertexts still open.
         let mut ring = KeyRing::load(&ring_path).unwrap();
         ring.rotate(&ring_path, "t1").unwrap();
-        let keys =
-            PatientKeys::open(dir.path(), None, RingSource::File(ring_path.clone()), 16).unwrap();
+        let keys = PatientKeys::open(dir.path(), RingSource::File(ring_path.clone()), 16).unwrap();
         assert_eq!(keys.counts().unwrap().by_version, vec![(1, 3)]);
         assert_eq!(keys.rewrap_all().unwrap(), 3);
         assert_eq!(keys.counts().unwrap().by_version, vec![(2, 3)]);

@@ -4,13 +4,13 @@
 //! sees an unwrapped key; `key_store` does the wrapping and the caching.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::key_store::KeyCounts;
-use crate::store::postgres::{Postgres, PostgresSettings};
-use crate::store::{self, StoreError};
+use crate::store::postgres::Postgres;
+use crate::store::{self, Location, StoreError};
 
 pub const KEYS_DB: &str = "keys.db";
 
@@ -48,18 +48,15 @@ pub trait KeyTable: Send + Sync {
     fn generation(&self) -> Result<i64, StoreError>;
 }
 
-/// Opens the table: in the shared database when there is one, else in `data_dir`.
-pub fn open(
-    data_dir: &Path,
-    shared: Option<&Arc<PostgresSettings>>,
-) -> Result<Box<dyn KeyTable>, StoreError> {
-    Ok(match shared {
-        Some(settings) => Box::new(PostgresKeys(Postgres::connect(
+/// Opens the table where the stores live.
+pub fn open(location: &Location) -> Result<Box<dyn KeyTable>, StoreError> {
+    Ok(match location {
+        Location::Shared(settings) => Box::new(PostgresKeys(Postgres::connect(
             settings,
             "keys",
             POSTGRES_SCHEMA,
         )?)),
-        None => Box::new(SqliteKeys::open(data_dir)?),
+        Location::DataDir(data_dir) => Box::new(SqliteKeys::open(data_dir)?),
     })
 }
 
@@ -208,18 +205,17 @@ impl KeyTable for SqliteKeys {
 
 /// `generation` counts shreds and rewraps: every replica polls it to drop cached keys.
 const POSTGRES_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS wardgate_patient_keys (
+CREATE TABLE IF NOT EXISTS patient_keys (
     patient     TEXT PRIMARY KEY,
     wrapped     BYTEA,
     kek_version INTEGER,
     shredded    BOOLEAN NOT NULL DEFAULT FALSE
 );
-CREATE TABLE IF NOT EXISTS wardgate_key_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
-INSERT INTO wardgate_key_meta (name, value) VALUES ('generation', 0) ON CONFLICT (name) DO NOTHING;
+CREATE TABLE IF NOT EXISTS key_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO key_meta (name, value) VALUES ('generation', 0) ON CONFLICT (name) DO NOTHING;
 ";
 
-const BUMP_GENERATION: &str =
-    "UPDATE wardgate_key_meta SET value = value + 1 WHERE name = 'generation'";
+const BUMP_GENERATION: &str = "UPDATE key_meta SET value = value + 1 WHERE name = 'generation'";
 
 pub struct PostgresKeys(Postgres);
 
@@ -233,7 +229,7 @@ impl KeyTable for PostgresKeys {
         self.0.run("cannot read a patient key", move |client| {
             Ok(client
                 .query_opt(
-                    "SELECT wrapped, shredded FROM wardgate_patient_keys WHERE patient = $1",
+                    "SELECT wrapped, shredded FROM patient_keys WHERE patient = $1",
                     &[&patient],
                 )?
                 .map(|r| row(r.get(0), r.get(1))))
@@ -249,12 +245,12 @@ impl KeyTable for PostgresKeys {
         let patient = patient.to_owned();
         self.0.run("cannot store a new patient key", move |client| {
             client.execute(
-                "INSERT INTO wardgate_patient_keys (patient, wrapped, kek_version, shredded)
+                "INSERT INTO patient_keys (patient, wrapped, kek_version, shredded)
                  VALUES ($1, $2, $3, FALSE) ON CONFLICT (patient) DO NOTHING",
                 &[&patient, &wrapped, &version_param(version)],
             )?;
             let r = client.query_one(
-                "SELECT wrapped, shredded FROM wardgate_patient_keys WHERE patient = $1",
+                "SELECT wrapped, shredded FROM patient_keys WHERE patient = $1",
                 &[&patient],
             )?;
             Ok(row(r.get(0), r.get(1)))
@@ -272,12 +268,12 @@ impl KeyTable for PostgresKeys {
             let mut destroyed = 0;
             for patient in &patients {
                 destroyed += transaction.execute(
-                    "UPDATE wardgate_patient_keys SET wrapped = NULL, kek_version = NULL, shredded = TRUE
+                    "UPDATE patient_keys SET wrapped = NULL, kek_version = NULL, shredded = TRUE
                      WHERE patient = $1 AND NOT shredded",
                     &[patient],
                 )?;
                 transaction.execute(
-                    "INSERT INTO wardgate_patient_keys (patient, wrapped, kek_version, shredded)
+                    "INSERT INTO patient_keys (patient, wrapped, kek_version, shredded)
                      VALUES ($1, NULL, NULL, TRUE) ON CONFLICT (patient) DO NOTHING",
                     &[patient],
                 )?;
@@ -292,7 +288,7 @@ impl KeyTable for PostgresKeys {
         self.0.run("cannot read patient keys", move |client| {
             Ok(client
                 .query(
-                    "SELECT patient, wrapped FROM wardgate_patient_keys
+                    "SELECT patient, wrapped FROM patient_keys
                      WHERE NOT shredded AND wrapped IS NOT NULL AND kek_version <> $1",
                     &[&version_param(newest)],
                 )?
@@ -311,7 +307,7 @@ impl KeyTable for PostgresKeys {
             let mut transaction = client.transaction()?;
             for (patient, wrapped) in &rewrapped {
                 transaction.execute(
-                    "UPDATE wardgate_patient_keys SET wrapped = $1, kek_version = $2
+                    "UPDATE patient_keys SET wrapped = $1, kek_version = $2
                      WHERE patient = $3 AND NOT shredded",
                     &[wrapped, &version_param(newest), patient],
                 )?;
@@ -325,12 +321,12 @@ impl KeyTable for PostgresKeys {
         self.0.run("cannot count patient keys", |client| {
             let totals = client.query_one(
                 "SELECT COUNT(*) FILTER (WHERE NOT shredded), COUNT(*) FILTER (WHERE shredded)
-                 FROM wardgate_patient_keys",
+                 FROM patient_keys",
                 &[],
             )?;
             let by_version = client
                 .query(
-                    "SELECT kek_version, COUNT(*) FROM wardgate_patient_keys WHERE NOT shredded
+                    "SELECT kek_version, COUNT(*) FROM patient_keys WHERE NOT shredded
                      GROUP BY kek_version ORDER BY kek_version",
                     &[],
                 )?
@@ -357,10 +353,7 @@ impl KeyTable for PostgresKeys {
     fn generation(&self) -> Result<i64, StoreError> {
         self.0.run("cannot read the key generation", |client| {
             Ok(client
-                .query_one(
-                    "SELECT value FROM wardgate_key_meta WHERE name = 'generation'",
-                    &[],
-                )?
+                .query_one("SELECT value FROM key_meta WHERE name = 'generation'", &[])?
                 .get(0))
         })
     }

@@ -28,8 +28,6 @@ pub enum ManageError {
     #[error("{0}")]
     PseudonymKey(String),
     #[error("{0}")]
-    SharedStore(String),
-    #[error("{0}")]
     Ledger(#[from] crate::erasure::ledger::LedgerError),
 }
 
@@ -54,21 +52,8 @@ fn ring_file(config: &Config) -> Result<PathBuf, ManageError> {
 }
 
 fn open_store(config: &Config) -> Result<PatientKeys, ManageError> {
-    let shared = crate::store::postgres::shared(config).map_err(|problems| {
-        ManageError::SharedStore(
-            problems
-                .into_iter()
-                .map(|p| format!("{}: {}", p.key, p.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
-    Ok(PatientKeys::open(
-        &config.data_dir,
-        shared.as_ref(),
-        ring_source(config)?,
-        16,
-    )?)
+    let location = crate::store::Location::for_tools(config).map_err(KeyStoreError::from)?;
+    Ok(PatientKeys::open(location, ring_source(config)?, 16)?)
 }
 
 fn now() -> String {

@@ -30,7 +30,7 @@ pub use worker::spawn;
 
 use crate::config::{ErasureConfig, Invalid};
 use crate::identity::is_plain_value;
-use crate::store::StoreError;
+use crate::store::{Location, StoreError};
 
 /// A new request, as the admin API receives it.
 #[derive(Clone, Debug, Deserialize)]
@@ -77,13 +77,19 @@ pub struct Erasure {
 }
 
 impl Erasure {
+    /// Opens the store where the stores live; a failure names the config key to look at.
     pub fn open(
-        data_dir: &std::path::Path,
+        location: &Location,
         config: &ErasureConfig,
         signing_key: SigningKey,
     ) -> Result<Erasure, Vec<Invalid>> {
-        let store = ErasureStore::open(data_dir)
-            .map_err(|err| vec![Invalid::new("erasure", err.to_string())])?;
+        let store = ErasureStore::open(location.clone()).map_err(|err| {
+            let key = match location {
+                Location::Shared(_) => "shared_store.postgres",
+                Location::DataDir(_) => "erasure",
+            };
+            vec![Invalid::new(key, err.to_string())]
+        })?;
         let mut connectors = Vec::new();
         let mut problems = Vec::new();
         for (name, system) in &config.systems {
@@ -152,6 +158,19 @@ impl Erasure {
 
     pub fn has_erased_patients(&self) -> bool {
         self.erased.read().is_ok_and(|erased| !erased.is_empty())
+    }
+
+    /// Reads the erased patients again when the store holds more than are known here
+    /// (another replica erased someone): their data answers 410 here too.
+    pub fn refresh_erased(&self) -> Result<(), StoreError> {
+        let known = self.erased.read().map_or(0, |erased| erased.len());
+        if self.store.erased_count()? > known {
+            let stored = self.store.erased_patients()?;
+            if let Ok(mut erased) = self.erased.write() {
+                erased.extend(stored);
+            }
+        }
+        Ok(())
     }
 
     fn mark_erased(&self, patient_ref: &str) {

@@ -1,19 +1,17 @@
-//! Erasure requests and their steps, persisted in `data_dir/erasure.db` at every transition,
-//! so a restarted gateway resumes each request where it stood. The plain patient id is kept
-//! only while a request is open (the connectors need it) and wiped when it ends; the
-//! pseudonym stays, for the receipt and the 410 tombstone.
+//! Erasure requests and their steps, persisted at every transition (in `data_dir/erasure.db`,
+//! or the database replicas share), so a restarted gateway resumes each request where it
+//! stood. The plain patient id is kept only while a request is open (the connectors need it)
+//! and wiped when it ends; the pseudonym stays, for the receipt and the 410 tombstone.
 
-use std::path::Path;
-use std::sync::Mutex;
-
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::store::{self, StoreError};
+use crate::sql_params;
+use crate::store::sql::{Db, Row, Value};
+use crate::store::{Location, StoreError};
 
 pub const ERASURE_DB: &str = "erasure.db";
 
-const SCHEMA: &str = "
+const SQLITE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
     id               TEXT PRIMARY KEY,
     patient_id       TEXT,
@@ -48,6 +46,46 @@ CREATE TABLE IF NOT EXISTS erased_patients (
     patient_ref TEXT PRIMARY KEY,
     request_id  TEXT NOT NULL,
     erased_at   INTEGER NOT NULL
+);
+";
+
+/// The same tables; `rowid` keeps the steps in the order they were made, as SQLite's does.
+const POSTGRES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    id               TEXT PRIMARY KEY,
+    patient_id       TEXT,
+    patient_ref      TEXT NOT NULL,
+    requester        TEXT NOT NULL,
+    channel          TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    verification_ref TEXT NOT NULL,
+    submitted_by     TEXT NOT NULL,
+    approved_by      TEXT,
+    state            TEXT NOT NULL,
+    note             TEXT,
+    received_at      BIGINT NOT NULL,
+    due_at           BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    finished_at      BIGINT,
+    receipt          TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    rowid        BIGINT GENERATED ALWAYS AS IDENTITY,
+    request_id   TEXT NOT NULL,
+    system       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     BIGINT NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    detail       TEXT,
+    next_attempt BIGINT NOT NULL DEFAULT 0,
+    done_at      BIGINT,
+    PRIMARY KEY (request_id, system)
+);
+CREATE TABLE IF NOT EXISTS erased_patients (
+    patient_ref TEXT PRIMARY KEY,
+    request_id  TEXT NOT NULL,
+    erased_at   BIGINT NOT NULL
 );
 ";
 
@@ -91,101 +129,80 @@ pub struct Step {
 }
 
 pub struct ErasureStore {
-    connection: Mutex<Connection>,
+    db: Db,
 }
 
 pub use crate::store::now_ms;
 
-impl ErasureStore {
-    pub fn open(data_dir: &Path) -> Result<ErasureStore, StoreError> {
-        let connection = store::open(data_dir, ERASURE_DB)?;
-        connection.execute_batch(SCHEMA)?;
-        Ok(ErasureStore {
-            connection: Mutex::new(connection),
-        })
-    }
+const REQUEST_COLUMNS: &str = "SELECT id, patient_id, patient_ref, requester, channel, reason, verification_ref, submitted_by,
+        approved_by, state, note, received_at, due_at, updated_at, finished_at
+ FROM requests";
 
-    fn with<T>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
-    ) -> Result<T, StoreError> {
-        let mut connection = self
-            .connection
-            .lock()
-            .map_err(|_| StoreError::Sql(rusqlite::Error::InvalidQuery))?;
-        Ok(work(&mut connection)?)
+impl ErasureStore {
+    /// Opens the store in the data directory (given a path) or the shared database.
+    pub fn open(location: impl Into<Location>) -> Result<ErasureStore, StoreError> {
+        Ok(ErasureStore {
+            db: Db::open(&location.into(), ERASURE_DB, SQLITE_SCHEMA, POSTGRES_SCHEMA)?,
+        })
     }
 
     /// Stores a new request with its steps, in one transaction.
     pub fn insert(&self, request: &Request) -> Result<(), StoreError> {
-        self.with(|connection| {
-            let transaction = connection.transaction()?;
-            transaction.execute(
-                "INSERT INTO requests (id, patient_id, patient_ref, requester, channel, reason, verification_ref,
-                    submitted_by, approved_by, state, note, received_at, due_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, NULL, ?10, ?11, ?10)",
-                params![
-                    request.id,
-                    request.patient_id,
-                    request.patient_ref,
-                    request.requester,
-                    request.channel,
-                    request.reason,
-                    request.verification_ref,
-                    request.submitted_by,
-                    request.state,
-                    request.received_at,
-                    request.due_at
-                ],
-            )?;
-            for step in &request.steps {
-                transaction.execute(
-                    "INSERT INTO steps (request_id, system, kind, state, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![request.id, step.system, step.kind, step.state, step.detail],
-                )?;
-            }
-            transaction.commit()
-        })
+        let mut statements = vec![(
+            "INSERT INTO requests (id, patient_id, patient_ref, requester, channel, reason, verification_ref,
+                submitted_by, approved_by, state, note, received_at, due_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL, $10, $11, $10)",
+            sql_params![
+                &request.id,
+                &request.patient_id,
+                &request.patient_ref,
+                &request.requester,
+                &request.channel,
+                &request.reason,
+                &request.verification_ref,
+                &request.submitted_by,
+                &request.state,
+                request.received_at,
+                request.due_at
+            ],
+        )];
+        for step in &request.steps {
+            statements.push((
+                "INSERT INTO steps (request_id, system, kind, state, detail) VALUES ($1, $2, $3, $4, $5)",
+                sql_params![&request.id, &step.system, &step.kind, &step.state, &step.detail],
+            ));
+        }
+        self.db.transaction(statements)?;
+        Ok(())
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Request>, StoreError> {
-        self.with(|connection| {
-            let request = connection
-                .query_row(
-                    "SELECT id, patient_id, patient_ref, requester, channel, reason, verification_ref, submitted_by,
-                            approved_by, state, note, received_at, due_at, updated_at, finished_at
-                     FROM requests WHERE id = ?1",
-                    params![id],
-                    request_row,
-                )
-                .optional()?;
-            let Some(mut request) = request else {
-                return Ok(None);
-            };
-            request.steps = steps_of(connection, id)?;
-            Ok(Some(request))
-        })
+        let Some(row) = self
+            .db
+            .query_opt(&format!("{REQUEST_COLUMNS} WHERE id = $1"), sql_params![id])?
+        else {
+            return Ok(None);
+        };
+        let mut request = request_row(&row);
+        request.steps = self.steps_of(id)?;
+        Ok(Some(request))
     }
 
     /// Every request, newest first.
     pub fn list(&self) -> Result<Vec<Request>, StoreError> {
-        self.with(|connection| {
-            let mut statement = connection.prepare(
-                "SELECT id, patient_id, patient_ref, requester, channel, reason, verification_ref, submitted_by,
-                        approved_by, state, note, received_at, due_at, updated_at, finished_at
-                 FROM requests ORDER BY received_at DESC, id",
-            )?;
-            let mut requests: Vec<Request> = statement
-                .query_map([], request_row)?
-                .collect::<Result<_, _>>()?;
-            for request in &mut requests {
-                request.steps = steps_of(connection, &request.id)?;
-            }
-            Ok(requests)
-        })
+        let rows = self.db.query(
+            &format!("{REQUEST_COLUMNS} ORDER BY received_at DESC, id"),
+            Vec::new(),
+        )?;
+        let mut requests: Vec<Request> = rows.iter().map(request_row).collect();
+        for request in &mut requests {
+            request.steps = self.steps_of(&request.id)?;
+        }
+        Ok(requests)
     }
 
-    /// Moves a request from one of `from` to `to`; false when it was in another state.
+    /// Moves a request from one of `from` to `to`; false when it was in another state. One
+    /// conditional statement: of two replicas moving the same request, one wins.
     pub fn transition(
         &self,
         id: &str,
@@ -198,163 +215,160 @@ impl ErasureStore {
             to,
             "completed" | "partially_retained" | "failed" | "rejected" | "cancelled"
         );
-        self.with(|connection| {
-            let current: Option<String> = connection
-                .query_row(
-                    "SELECT state FROM requests WHERE id = ?1",
-                    params![id],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if !current.is_some_and(|state| from.contains(&state.as_str())) {
-                return Ok(false);
-            }
-            let now = now_ms();
-            connection.execute(
-                "UPDATE requests SET state = ?2, updated_at = ?3,
-                    approved_by = COALESCE(?4, approved_by), note = COALESCE(?5, note),
-                    finished_at = CASE WHEN ?6 THEN ?3 ELSE finished_at END,
-                    patient_id = CASE WHEN ?6 THEN NULL ELSE patient_id END
-                 WHERE id = ?1",
-                params![id, to, now, approved_by, note, finished],
-            )?;
-            Ok(true)
-        })
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 7)).collect();
+        let sql = format!(
+            "UPDATE requests SET state = $2, updated_at = $3,
+                approved_by = COALESCE($4, approved_by), note = COALESCE($5, note),
+                finished_at = CASE WHEN CAST($6 AS BIGINT) = 1 THEN $3 ELSE finished_at END,
+                patient_id = CASE WHEN CAST($6 AS BIGINT) = 1 THEN NULL ELSE patient_id END
+             WHERE id = $1 AND state IN ({})",
+            placeholders.join(", ")
+        );
+        let mut values = sql_params![id, to, now_ms(), approved_by, note, finished];
+        values.extend(from.iter().map(|state| Value::from(*state)));
+        Ok(self.db.execute(&sql, values)? == 1)
     }
 
     pub fn update_step(&self, id: &str, step: &Step) -> Result<(), StoreError> {
-        self.with(|connection| {
-            connection.execute(
-                "UPDATE steps SET state = ?3, attempts = ?4, last_error = ?5, detail = ?6, next_attempt = ?7, done_at = ?8
-                 WHERE request_id = ?1 AND system = ?2",
-                params![
-                    id,
-                    step.system,
-                    step.state,
-                    step.attempts,
-                    step.last_error,
-                    step.detail,
-                    step.next_attempt,
-                    step.done_at
-                ],
-            )?;
-            Ok(())
-        })
+        self.db.execute(
+            "UPDATE steps SET state = $3, attempts = $4, last_error = $5, detail = $6, next_attempt = $7, done_at = $8
+             WHERE request_id = $1 AND system = $2",
+            sql_params![
+                id,
+                &step.system,
+                &step.state,
+                step.attempts,
+                &step.last_error,
+                &step.detail,
+                step.next_attempt,
+                step.done_at
+            ],
+        )?;
+        Ok(())
     }
 
     pub fn set_receipt(&self, id: &str, receipt: &str) -> Result<(), StoreError> {
-        self.with(|connection| {
-            connection.execute(
-                "UPDATE requests SET receipt = ?2 WHERE id = ?1",
-                params![id, receipt],
-            )?;
-            Ok(())
-        })
+        self.db.execute(
+            "UPDATE requests SET receipt = $2 WHERE id = $1",
+            sql_params![id, receipt],
+        )?;
+        Ok(())
     }
 
     pub fn receipt(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.with(|connection| {
-            Ok(connection
-                .query_row(
-                    "SELECT receipt FROM requests WHERE id = ?1",
-                    params![id],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .flatten())
-        })
+        Ok(self
+            .db
+            .query_opt(
+                "SELECT receipt FROM requests WHERE id = $1",
+                sql_params![id],
+            )?
+            .and_then(|row| row.opt_text(0)))
     }
 
     /// Requests the worker has to move on.
     pub fn active(&self) -> Result<Vec<String>, StoreError> {
-        self.with(|connection| {
-            let mut statement = connection.prepare(
+        Ok(self
+            .db
+            .query(
                 "SELECT id FROM requests WHERE state IN ('approved', 'executing', 'verifying') ORDER BY received_at",
-            )?;
-            let ids = statement
-                .query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(ids)
-        })
+                Vec::new(),
+            )?
+            .iter()
+            .map(|row| row.text(0))
+            .collect())
     }
 
     pub fn tombstone(&self, patient_ref: &str, request_id: &str) -> Result<(), StoreError> {
-        self.with(|connection| {
-            connection.execute(
-                "INSERT OR IGNORE INTO erased_patients (patient_ref, request_id, erased_at) VALUES (?1, ?2, ?3)",
-                params![patient_ref, request_id, now_ms()],
-            )?;
-            Ok(())
-        })
+        self.db.execute(
+            "INSERT INTO erased_patients (patient_ref, request_id, erased_at) VALUES ($1, $2, $3)
+             ON CONFLICT (patient_ref) DO NOTHING",
+            sql_params![patient_ref, request_id, now_ms()],
+        )?;
+        Ok(())
     }
 
     pub fn erased_patients(&self) -> Result<Vec<String>, StoreError> {
-        self.with(|connection| {
-            let mut statement = connection.prepare("SELECT patient_ref FROM erased_patients")?;
-            let refs = statement
-                .query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(refs)
-        })
+        Ok(self
+            .db
+            .query("SELECT patient_ref FROM erased_patients", Vec::new())?
+            .iter()
+            .map(|row| row.text(0))
+            .collect())
+    }
+
+    pub fn erased_count(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .db
+            .query_opt("SELECT COUNT(*) FROM erased_patients", Vec::new())?
+            .map_or(0, |row| usize::try_from(row.int(0)).unwrap_or(0)))
     }
 
     /// Counts by state, and how many open requests are past their due time.
     pub fn counts(&self) -> Result<(Vec<(String, i64)>, i64), StoreError> {
-        self.with(|connection| {
-            let mut statement =
-                connection.prepare("SELECT state, COUNT(*) FROM requests GROUP BY state")?;
-            let by_state = statement
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            let overdue = connection.query_row(
-                "SELECT COUNT(*) FROM requests WHERE finished_at IS NULL AND state NOT IN ('rejected', 'cancelled') AND due_at < ?1",
-                params![now_ms()],
-                |row| row.get(0),
-            )?;
-            Ok((by_state, overdue))
-        })
+        let by_state = self
+            .db
+            .query(
+                "SELECT state, COUNT(*) FROM requests GROUP BY state",
+                Vec::new(),
+            )?
+            .iter()
+            .map(|row| (row.text(0), row.int(1)))
+            .collect();
+        let overdue = self
+            .db
+            .query_opt(
+                "SELECT COUNT(*) FROM requests WHERE finished_at IS NULL AND state NOT IN ('rejected', 'cancelled') AND due_at < $1",
+                sql_params![now_ms()],
+            )?
+            .map_or(0, |row| row.int(0));
+        Ok((by_state, overdue))
+    }
+
+    /// Whether this replica runs the erasure worker (one replica does; see [`Db::leads`]).
+    pub fn leads_worker(&self) -> Result<bool, StoreError> {
+        self.db.leads(1)
+    }
+
+    fn steps_of(&self, id: &str) -> Result<Vec<Step>, StoreError> {
+        Ok(self
+            .db
+            .query(
+                "SELECT system, kind, state, attempts, last_error, detail, next_attempt, done_at
+                 FROM steps WHERE request_id = $1 ORDER BY rowid",
+                sql_params![id],
+            )?
+            .iter()
+            .map(|row| Step {
+                system: row.text(0),
+                kind: row.text(1),
+                state: row.text(2),
+                attempts: u32::try_from(row.int(3)).unwrap_or(u32::MAX),
+                last_error: row.opt_text(4),
+                detail: row.opt_text(5),
+                next_attempt: row.int(6),
+                done_at: row.opt_int(7),
+            })
+            .collect())
     }
 }
 
-fn request_row(row: &rusqlite::Row<'_>) -> Result<Request, rusqlite::Error> {
-    Ok(Request {
-        id: row.get(0)?,
-        patient_id: row.get(1)?,
-        patient_ref: row.get(2)?,
-        requester: row.get(3)?,
-        channel: row.get(4)?,
-        reason: row.get(5)?,
-        verification_ref: row.get(6)?,
-        submitted_by: row.get(7)?,
-        approved_by: row.get(8)?,
-        state: row.get(9)?,
-        note: row.get(10)?,
-        received_at: row.get(11)?,
-        due_at: row.get(12)?,
-        updated_at: row.get(13)?,
-        finished_at: row.get(14)?,
+fn request_row(row: &Row) -> Request {
+    Request {
+        id: row.text(0),
+        patient_id: row.opt_text(1),
+        patient_ref: row.text(2),
+        requester: row.text(3),
+        channel: row.text(4),
+        reason: row.text(5),
+        verification_ref: row.text(6),
+        submitted_by: row.text(7),
+        approved_by: row.opt_text(8),
+        state: row.text(9),
+        note: row.opt_text(10),
+        received_at: row.int(11),
+        due_at: row.int(12),
+        updated_at: row.int(13),
+        finished_at: row.opt_int(14),
         steps: Vec::new(),
-    })
-}
-
-fn steps_of(connection: &Connection, id: &str) -> Result<Vec<Step>, rusqlite::Error> {
-    let mut statement = connection.prepare(
-        "SELECT system, kind, state, attempts, last_error, detail, next_attempt, done_at
-         FROM steps WHERE request_id = ?1 ORDER BY rowid",
-    )?;
-    let steps = statement
-        .query_map(params![id], |row| {
-            Ok(Step {
-                system: row.get(0)?,
-                kind: row.get(1)?,
-                state: row.get(2)?,
-                attempts: row.get(3)?,
-                last_error: row.get(4)?,
-                detail: row.get(5)?,
-                next_attempt: row.get(6)?,
-                done_at: row.get(7)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(steps)
+    }
 }

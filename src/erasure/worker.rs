@@ -34,7 +34,16 @@ async fn run(shared: Weak<Shared>) {
             (erasure, shared.graceful.clone())
         };
         if let Some(shared) = shared.upgrade() {
-            advance_all(&shared, &erasure).await;
+            // With replicas sharing the store, one of them moves requests on; every replica
+            // learns whom the others erased.
+            match erasure.store.leads_worker() {
+                Ok(true) => advance_all(&shared, &erasure).await,
+                Ok(false) => {}
+                Err(err) => tracing::warn!("the erasure store cannot be reached: {err}"),
+            }
+            if let Err(err) = erasure.refresh_erased() {
+                tracing::warn!("cannot read the erased patients: {err}");
+            }
             publish_counts(&shared, &erasure);
         }
         tokio::select! {

@@ -16,7 +16,7 @@ pub use report::Report;
 pub use store::{Decision, SignedReview};
 
 use crate::config::Config;
-use crate::store::StoreError;
+use crate::store::{Location, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -60,8 +60,9 @@ pub fn build(
         std::fs::read_to_string(path).map_err(|err| ReviewError::Read(path.to_owned(), err))
     };
     let hash = crate::policy::policy_hash(&read(&policy.model)?, &read(&policy.policy)?);
+    let location = Location::for_tools(config)?;
     Ok(report::gather(&report::Inputs {
-        data_dir: &config.data_dir,
+        stores: &location,
         policy_lines: &lines,
         policy_hash: &hash,
         since_ms,
@@ -164,7 +165,7 @@ struct DecisionsFile {
 
 /// Records a sign-off of a report file; returns the review's id.
 pub fn sign(
-    data_dir: &Path,
+    stores: &Location,
     report_file: &Path,
     reviewer: &str,
     decisions_file: &Path,
@@ -197,7 +198,7 @@ pub fn sign(
     }
     let hash = hex::encode(Sha256::digest(&report));
     Ok(store::sign(
-        data_dir,
+        stores,
         reviewer,
         &hash,
         period,

@@ -6,13 +6,12 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::store::{self, Decision};
 use crate::audit::store::AuditReader;
-use crate::store::StoreError;
+use crate::store::{Location, StoreError};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -163,7 +162,8 @@ struct Seen<'a> {
 }
 
 pub struct Inputs<'a> {
-    pub data_dir: &'a Path,
+    /// Where the audit trail, review history and erasure requests are.
+    pub stores: &'a Location,
     pub policy_lines: &'a [Vec<String>],
     pub policy_hash: &'a str,
     pub since_ms: i64,
@@ -205,7 +205,7 @@ pub fn gather(inputs: &Inputs<'_>) -> Result<Report, StoreError> {
 
     // One pass over the period, split by row ranges between the machine's cores; each
     // thread tallies its share and the tallies are merged.
-    let (first_row, last_row) = AuditReader::open(inputs.data_dir)?.row_bounds()?;
+    let (first_row, last_row) = AuditReader::open(inputs.stores.clone())?.row_bounds()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
     let span = ((last_row - first_row + 1) / threads).max(1);
     let ranges: Vec<(i64, i64)> = (0..threads)
@@ -226,7 +226,7 @@ pub fn gather(inputs: &Inputs<'_>) -> Result<Report, StoreError> {
             .map(|&rows| {
                 let roles = &roles;
                 scope.spawn(move || {
-                    let reader = AuditReader::open(inputs.data_dir)?;
+                    let reader = AuditReader::open(inputs.stores.clone())?;
                     let mut tally = Tally::default();
                     reader.scan(inputs.since_ms, inputs.until_ms, rows, |body| {
                         if let Ok(seen) = serde_json::from_str::<Seen<'_>>(body) {
@@ -296,7 +296,7 @@ pub fn gather(inputs: &Inputs<'_>) -> Result<Report, StoreError> {
         })
         .collect();
     let current_lines: BTreeSet<String> = grants.iter().map(|g| g.line.clone()).collect();
-    let previous = store::history(inputs.data_dir)?
+    let previous = store::history(inputs.stores)?
         .into_iter()
         .find(|review| review.signed_at < inputs.now_ms)
         .map(|review| PreviousReview {
@@ -320,7 +320,7 @@ pub fn gather(inputs: &Inputs<'_>) -> Result<Report, StoreError> {
         records,
         policy: PolicySection {
             current_hash: inputs.policy_hash.to_owned(),
-            loads: store::policy_loads(inputs.data_dir, inputs.until_ms)?,
+            loads: store::policy_loads(inputs.stores, inputs.until_ms)?,
             roles: role_grants,
         },
         subjects,
@@ -487,14 +487,12 @@ impl Tally {
 }
 
 fn erasures(inputs: &Inputs<'_>) -> Result<Vec<ErasureRow>, StoreError> {
-    if !inputs
-        .data_dir
-        .join(crate::erasure::store::ERASURE_DB)
-        .exists()
-    {
-        return Ok(Vec::new());
+    if let Location::DataDir(data_dir) = inputs.stores {
+        if !data_dir.join(crate::erasure::store::ERASURE_DB).exists() {
+            return Ok(Vec::new());
+        }
     }
-    let store = crate::erasure::ErasureStore::open(inputs.data_dir)?;
+    let store = crate::erasure::ErasureStore::open(inputs.stores.clone())?;
     Ok(store
         .list()?
         .into_iter()

@@ -524,7 +524,11 @@ fn audit(config: &Config, items: &mut Vec<Item>) {
         },
         "remove `audit: buffered` from routes that reach patient data",
     ));
-    let store = crate::store::check_writable(&config.data_dir, crate::audit::store::AUDIT_DB);
+    let location = crate::store::Location::for_tools(config);
+    let store = match &location {
+        Ok(location) => crate::audit::check_store(location),
+        Err(err) => Err(crate::store::StoreError::Config(err.to_string())),
+    };
     items.push(item(
         "audit.store",
         if store.is_ok() {
@@ -533,19 +537,13 @@ fn audit(config: &Config, items: &mut Vec<Item>) {
             Status::Fail
         },
         match &store {
-            Ok(()) => format!(
-                "{} is writable",
-                config
-                    .data_dir
-                    .join(crate::audit::store::AUDIT_DB)
-                    .display()
-            ),
+            Ok(checked) => checked.clone(),
             Err(err) => err.to_string(),
         },
         "restore write access to the audit store",
     ));
     let key = crate::audit::load_signing_key(&config.audit.signing_key_file);
-    let reader = crate::audit::store::AuditReader::open(&config.data_dir);
+    let reader = location.and_then(crate::audit::store::AuditReader::open);
     match (key, reader) {
         (Ok(key), Ok(reader)) => {
             match crate::audit::verify::verify(&reader, &key.verifying_key(), 1) {
@@ -627,7 +625,9 @@ fn audit(config: &Config, items: &mut Vec<Item>) {
 }
 
 fn reviews(config: &Config, items: &mut Vec<Item>) {
-    match crate::review::store::history(&config.data_dir) {
+    match crate::store::Location::for_tools(config)
+        .and_then(|stores| crate::review::store::history(&stores))
+    {
         Err(err) => items.push(item(
             "reviews.last_signed",
             Status::Fail,
@@ -734,7 +734,10 @@ fn erasure(config: &Config, items: &mut Vec<Item>) {
         return;
     }
     items.push(erasure_ledger(config));
-    match crate::erasure::ErasureStore::open(&config.data_dir).and_then(|store| store.list()) {
+    match crate::store::Location::for_tools(config)
+        .and_then(crate::erasure::ErasureStore::open)
+        .and_then(|store| store.list())
+    {
         Err(err) => items.push(item(
             "erasure.requests",
             Status::Fail,

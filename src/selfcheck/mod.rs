@@ -114,15 +114,22 @@ impl Inspection {
 pub fn inspect(config: &crate::config::Config, live: Option<&Live>) -> Inspection {
     let at_ms = crate::erasure::store::now_ms();
     let items = run(config, live);
-    let changes = match history::previous(&config.data_dir) {
+    let stores = crate::store::Location::for_tools(config);
+    let previous = stores
+        .as_ref()
+        .map_err(ToString::to_string)
+        .and_then(|stores| history::previous(stores).map_err(|err| err.to_string()));
+    let changes = match previous {
         Ok(previous) => previous.map(|(_, previous)| changes(&previous, &items)),
         Err(err) => {
             tracing::warn!("the inspection history is unavailable: {err}");
             None
         }
     };
-    if let Err(err) = history::record(&config.data_dir, at_ms, &items) {
-        tracing::warn!("this inspection could not be recorded: {err}");
+    if let Ok(stores) = &stores {
+        if let Err(err) = history::record(stores, at_ms, &items) {
+            tracing::warn!("this inspection could not be recorded: {err}");
+        }
     }
     Inspection {
         at_ms,

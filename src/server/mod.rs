@@ -28,6 +28,7 @@ use crate::erasure::Erasure;
 use crate::metrics::Metrics;
 use crate::policy::BreakGlassGrants;
 use crate::runtime::Runtime;
+use crate::store::Location;
 use crate::tls::{self, ServerTlsConfig};
 
 /// State shared by every connection and the admin listener.
@@ -58,6 +59,8 @@ pub struct Shared {
     /// Per-patient data keys, when field protection is configured; the store outlives
     /// reloads (a reload re-reads the key ring).
     pub keys: Option<Arc<PatientKeys>>,
+    /// Where the stores are (a restart applies a change).
+    pub stores: Location,
     limits: Limits,
     connection_slots: Arc<Semaphore>,
     pub config_path: PathBuf,
@@ -90,7 +93,7 @@ impl Shared {
         }
         let mut runtime = prepared.runtime;
         runtime.carry_over(&self.runtime.load());
-        record_policy_load(&loaded.config.data_dir, &runtime);
+        record_policy_load(&self.stores, &runtime);
         self.runtime.store(Arc::new(runtime));
         self.tls.store(prepared.tls.config);
         if let Some(expiry) = prepared.tls.cert_not_after {
@@ -157,10 +160,10 @@ impl Shared {
 
 /// Notes the policy version now in force, for the permission review ("which policy was in
 /// force when"); a failure is logged, never fatal.
-fn record_policy_load(data_dir: &std::path::Path, runtime: &Runtime) {
+fn record_policy_load(stores: &Location, runtime: &Runtime) {
     if let Some(policy) = &runtime.policy {
         let now = crate::erasure::store::now_ms();
-        if let Err(err) = crate::review::store::record_policy_load(data_dir, &policy.hash, now) {
+        if let Err(err) = crate::review::store::record_policy_load(stores, &policy.hash, now) {
             tracing::warn!("cannot record the policy load for reviews: {err}");
         }
     }
@@ -250,15 +253,13 @@ impl RunningGateway {
         if let Some(expiry) = prepared.tls.cert_not_after {
             metrics.tls_cert_expiry.set(expiry);
         }
-        let audit = Audit::start(&config.data_dir, &config.audit, metrics.clone())
+        let location = Location::of(config).map_err(|problems| loaded.locate(problems))?;
+        let audit = Audit::start(&config.data_dir, &location, &config.audit, metrics.clone())
             .map_err(|problems| loaded.locate(problems))?;
-        let shared_store =
-            crate::store::postgres::shared(config).map_err(|problems| loaded.locate(problems))?;
         let keys = match &prepared.runtime.field_protection {
             Some(protection) => Some(Arc::new(
                 PatientKeys::open(
-                    &config.data_dir,
-                    shared_store.as_ref(),
+                    location.clone(),
                     protection.ring.clone(),
                     config
                         .field_protection
@@ -266,8 +267,8 @@ impl RunningGateway {
                         .map_or(1, |p| p.key_cache_capacity),
                 )
                 .map_err(|err| {
-                    let key = match (&err, &shared_store) {
-                        (KeyStoreError::Store(_), Some(_)) => "shared_store.postgres",
+                    let key = match (&err, &location) {
+                        (KeyStoreError::Store(_), Location::Shared(_)) => "shared_store.postgres",
                         _ => "field_protection",
                     };
                     loaded.locate(vec![Invalid::new(key, err.to_string())])
@@ -281,7 +282,7 @@ impl RunningGateway {
                     |msg| loaded.locate(vec![Invalid::new("audit.signing_key_file", msg)]),
                 )?;
                 Some(Arc::new(
-                    Erasure::open(&config.data_dir, erasure, key)
+                    Erasure::open(&location, erasure, key)
                         .map_err(|problems| loaded.locate(problems))?,
                 ))
             }
@@ -301,11 +302,11 @@ impl RunningGateway {
             }
         }
         spawn_pruning(
-            config.data_dir.clone(),
+            location.clone(),
             audit.instance.clone(),
             config.audit.retention.0,
         );
-        record_policy_load(&config.data_dir, &prepared.runtime);
+        record_policy_load(&location, &prepared.runtime);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(prepared.runtime),
             tls: ArcSwap::new(prepared.tls.config),
@@ -320,6 +321,7 @@ impl RunningGateway {
             proxy_addr,
             erasure,
             keys,
+            stores: location,
             limits: config.server.limits.clone(),
             connection_slots: Arc::new(Semaphore::new(config.server.limits.max_connections)),
             config_path: loaded.path.clone(),
@@ -428,17 +430,16 @@ async fn watch_files(shared: std::sync::Weak<Shared>, every: Duration) {
 
 /// Removes audit records past their retention, hourly, keeping the chain verifiable (pruning
 /// stops at a signed checkpoint).
-fn spawn_pruning(data_dir: PathBuf, instance: String, retention: Duration) {
+fn spawn_pruning(location: Location, instance: String, retention: Duration) {
     tokio::spawn(async move {
         loop {
-            let (dir, id) = (data_dir.clone(), instance.clone());
+            let (location, id) = (location.clone(), instance.clone());
             let pruned = tokio::task::spawn_blocking(move || {
                 let cutoff = std::time::SystemTime::now()
                     .checked_sub(retention)
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                crate::audit::store::SqliteAuditStore::open(&dir)
-                    .and_then(|mut store| store.prune(&id, cutoff))
+                crate::audit::prune(&location, &id, cutoff)
             })
             .await;
             match pruned {

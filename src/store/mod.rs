@@ -4,11 +4,60 @@
 
 pub mod backup;
 pub mod postgres;
+pub mod sql;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::Connection;
+
+use crate::config::{Config, Invalid};
+
+/// Where the stores live: SQLite files in the data directory (one instance), or the
+/// PostgreSQL database replicas share.
+#[derive(Clone, Debug)]
+pub enum Location {
+    DataDir(PathBuf),
+    Shared(Arc<postgres::PostgresSettings>),
+}
+
+impl Location {
+    /// The config's `shared_store` when it has one, else its data directory.
+    pub fn of(config: &Config) -> Result<Location, Vec<Invalid>> {
+        Ok(match postgres::shared(config)? {
+            Some(settings) => Location::Shared(settings),
+            None => Location::DataDir(config.data_dir.clone()),
+        })
+    }
+}
+
+impl Location {
+    /// As [`Location::of`], for the command-line tools: problems in one message.
+    pub fn for_tools(config: &Config) -> Result<Location, StoreError> {
+        Location::of(config).map_err(|problems| {
+            StoreError::Config(
+                problems
+                    .iter()
+                    .map(|problem| format!("{}: {}", problem.key, problem.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(data_dir: &Path) -> Location {
+        Location::DataDir(data_dir.to_owned())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(data_dir: &PathBuf) -> Location {
+        Location::DataDir(data_dir.clone())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +86,10 @@ pub enum StoreError {
         what: String,
         source: ::postgres::Error,
     },
+    #[error("{0}")]
+    Config(String),
+    #[error("PostgreSQL {0} is a read-only standby; point shared_store at the primary")]
+    Standby(String),
     #[error("the {0} store's connection thread has stopped")]
     Gone(&'static str),
 }

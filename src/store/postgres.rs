@@ -101,7 +101,8 @@ impl PostgresSettings {
     }
 
     /// A new connection with `schema` applied (under a lock: replicas starting together
-    /// create each table once).
+    /// create each table once). wardgate's tables live in the `wardgate` schema, under the
+    /// same names as in the data directory's files.
     fn open(&self, schema: &str) -> Result<Client, StoreError> {
         let connect = |what: &str, err: postgres::Error| StoreError::Postgres {
             database: self.described.clone(),
@@ -117,7 +118,10 @@ impl PostgresSettings {
             .map_err(|err| connect("cannot begin", err))?;
         transaction
             .batch_execute(&format!(
-                "SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {schema}"
+                "SELECT pg_advisory_xact_lock({SCHEMA_LOCK});
+                 CREATE SCHEMA IF NOT EXISTS wardgate;
+                 SET search_path TO wardgate;
+                 {schema}"
             ))
             .map_err(|err| connect("cannot create the tables", err))?;
         transaction
@@ -241,6 +245,11 @@ impl Postgres {
                 Err(StoreError::Gone("postgres"))
             }
         }
+    }
+
+    /// `user@host:port/database`.
+    pub fn database(&self) -> &str {
+        &self.database
     }
 
     /// Runs `job` on the connection and waits for its result. Blocks: never call it on an

@@ -42,7 +42,7 @@ fn patient_token() -> String {
 }
 
 /// Runs a `wardgate` command; returns exit code and stdout.
-fn wardgate(args: &[&str], config: &Path) -> (i32, String) {
+pub(crate) fn wardgate(args: &[&str], config: &Path) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
         .args(args)
         .arg("--config")

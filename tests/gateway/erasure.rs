@@ -22,7 +22,7 @@ use crate::support::*;
 
 /// How a test system behaves.
 #[derive(Clone, Copy)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     Healthy,
     /// Answers 503 to the first n requests.
     DownFor(usize),
@@ -30,13 +30,13 @@ enum Behaviour {
     Broken,
 }
 
-struct System {
-    upstream: Upstream,
-    deletes: Arc<AtomicUsize>,
+pub(crate) struct System {
+    pub(crate) upstream: Upstream,
+    pub(crate) deletes: Arc<AtomicUsize>,
 }
 
 impl System {
-    async fn start(patients: &[&str], behaviour: Behaviour) -> System {
+    pub(crate) async fn start(patients: &[&str], behaviour: Behaviour) -> System {
         let held: Arc<Mutex<HashSet<String>>> =
             Arc::new(Mutex::new(patients.iter().map(|p| p.to_string()).collect()));
         let deletes = Arc::new(AtomicUsize::new(0));
@@ -91,7 +91,7 @@ impl System {
         System { upstream, deletes }
     }
 
-    fn section(&self, name: &str, data_class: &str) -> String {
+    pub(crate) fn section(&self, name: &str, data_class: &str) -> String {
         let url = self.upstream.url();
         format!(
             "    {name}:\n      data_class: {data_class}\n      delete: {{ url: \"{url}/patients/{{patient_id}}\" }}\n      verify: {{ url: \"{url}/patients/{{patient_id}}\", expect_status: 404 }}\n"
@@ -101,7 +101,7 @@ impl System {
 
 /// The authorization test config with field protection on the patient route and erasure of
 /// `systems` (YAML lines under `erasure.systems`), retrying fast.
-fn erasure_config(pki: &Pki, upstream_url: &str, systems: &str, holds: &str) -> String {
+pub(crate) fn erasure_config(pki: &Pki, upstream_url: &str, systems: &str, holds: &str) -> String {
     let ring = pki.path("kek-ring.json");
     if !ring.exists() {
         wardgate::crypto::manage::init(&ring).unwrap();
@@ -125,7 +125,7 @@ erasure:
     )
 }
 
-fn admin(gateway: &RunningGateway, pki: &Pki) -> AdminClient {
+pub(crate) fn admin(gateway: &RunningGateway, pki: &Pki) -> AdminClient {
     AdminClient::new(
         &format!("http://{}", gateway.admin_addr),
         &pki.path("admin-token"),
@@ -133,7 +133,7 @@ fn admin(gateway: &RunningGateway, pki: &Pki) -> AdminClient {
     .unwrap()
 }
 
-fn step<'a>(request: &'a Value, system: &str) -> &'a Value {
+pub(crate) fn step<'a>(request: &'a Value, system: &str) -> &'a Value {
     request["steps"]
         .as_array()
         .unwrap()
@@ -230,7 +230,6 @@ async fn two_systems_erased_verified_receipted_and_the_patient_is_gone_everywher
     // opened again: the only key that could open it is destroyed.
     let keys = wardgate::crypto::key_store::PatientKeys::open(
         &pki.path("data"),
-        None,
         wardgate::crypto::keyring::RingSource::File(pki.path("kek-ring.json")),
         4,
     )

@@ -200,27 +200,33 @@ impl PostgresServer {
         )
     }
 
-    /// Runs SQL with psql over TLS and returns its unaligned output.
+    /// A client program of the server's (psql, pg_dump, pg_restore) connected over TLS.
+    fn client(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        command
+            .args(["-h", "127.0.0.1", "-U", "wardgate", "-d", "postgres"])
+            .args(["-p", &self.port.to_string()])
+            .env("PGSSLMODE", "require");
+        command
+    }
+
+    /// Runs SQL with psql and returns its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        output(self.client("psql").args(["-X", "-A", "-t", "-c", sql]))
+    }
+
+    /// `pg_dump` of wardgate's schema, in the custom format, to `file`.
+    pub fn dump(&self, file: &Path) {
         output(
-            Command::new(self.bin.join("psql"))
-                .args([
-                    "-X",
-                    "-A",
-                    "-t",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "wardgate",
-                    "-d",
-                    "postgres",
-                    "-p",
-                    &self.port.to_string(),
-                    "-c",
-                    sql,
-                ])
-                .env("PGSSLMODE", "require"),
-        )
+            self.client("pg_dump")
+                .args(["--format=custom", "--schema=wardgate", "--file"])
+                .arg(file),
+        );
+    }
+
+    /// `pg_restore` of a dump made by [`PostgresServer::dump`].
+    pub fn restore(&self, file: &Path) {
+        output(self.client("pg_restore").arg("--exit-on-error").arg(file));
     }
 }
 

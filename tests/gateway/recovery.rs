@@ -21,7 +21,7 @@ use crate::support::*;
 
 /// A consultation backend that keeps what it is sent (ciphertexts included) per patient:
 /// PUT stores, GET answers it or 404, DELETE forgets.
-async fn storing_backend() -> Upstream {
+pub(crate) async fn storing_backend() -> Upstream {
     let held: Arc<Mutex<HashMap<String, Bytes>>> = Arc::default();
     Upstream::start(move |request: Request<hyper::body::Incoming>| {
         let held = held.clone();
@@ -72,15 +72,13 @@ fn live_key(data_dir: &std::path::Path, pseudonym: &str) -> bool {
         == 1
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_restored_backup_verifies_decrypts_and_keeps_later_erasures() {
-    let pki = Pki::new();
-    let backend = storing_backend().await;
+/// The restore tests' config: the phone field protected on the patient route, erasure of the
+/// backend with the ledger in `ledger/` (made here, with the key ring), a backup marker.
+pub(crate) fn restore_config(pki: &Pki, url: &str) -> String {
     let ring = pki.path("kek-ring.json");
     wardgate::crypto::manage::init(&ring).unwrap();
     std::fs::create_dir(pki.path("ledger")).unwrap();
-    let url = backend.url();
-    let config = authz_config(&pki, &url)
+    let config = authz_config(pki, url)
         .replace(
             "    resource: patient_profile\n    patient: { from: path, name: patient_id }\n",
             "    resource: patient_profile\n    patient: { from: path, name: patient_id }\n    fields:\n      phone: [\"$.phone\"]\n",
@@ -106,6 +104,14 @@ recovery:
         ledger = pki.path("ledger/erased-patients").display(),
         marker = pki.path("last-backup").display(),
     );
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_backup_verifies_decrypts_and_keeps_later_erasures() {
+    let pki = Pki::new();
+    let backend = storing_backend().await;
+    let config = restore_config(&pki, &backend.url());
     let config_path = write_config(&pki, &config);
     let config_arg = config_path.to_str().unwrap();
     let data_dir = pki.path("data");

@@ -33,8 +33,13 @@ async fn seeded(pki: &Pki) -> std::path::PathBuf {
         .unwrap()
         .config;
     {
-        let audit =
-            Audit::start(&pki.path("data"), &config.audit, Arc::new(Metrics::new())).unwrap();
+        let audit = Audit::start(
+            &pki.path("data"),
+            &pki.path("data").as_path().into(),
+            &config.audit,
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
         let old = now_ms() - 60 * DAY_MS;
         let record = AuditRecord {
             time: review::rows::date(old),

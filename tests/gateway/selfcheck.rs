@@ -78,7 +78,15 @@ async fn a_weak_deployment_fails_where_it_is_weak_and_the_history_shows_the_fixe
     gateway.shutdown().await;
     // The last permission review was signed 200 days ago.
     let long_ago = wardgate::erasure::store::now_ms() - 200 * 86_400_000;
-    wardgate::review::store::sign(&pki.path("data"), "co-old", "0", (0, 1), &[], long_ago).unwrap();
+    wardgate::review::store::sign(
+        &pki.path("data").as_path().into(),
+        "co-old",
+        "0",
+        (0, 1),
+        &[],
+        long_ago,
+    )
+    .unwrap();
     let path = pki.path("wardgate.yaml");
     let (code, text, items) = selfcheck(&path, &[]);
     assert_eq!(code, 1, "{text}");

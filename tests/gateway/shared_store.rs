@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
+use crate::audit::wardgate;
+use crate::erasure::{admin, erasure_config, step, Behaviour, System};
 use crate::fields::{fields_config, get, put_json, send, StoringUpstream, PROFILE};
 use crate::postgres::PostgresServer;
+use crate::recovery::{restore_config, storing_backend};
 use wardgate::RunningGateway;
 
 use crate::support::*;
@@ -81,7 +84,7 @@ async fn replicas_share_patient_keys_and_a_shred_through_one_reaches_both() {
     );
     assert_eq!(to_a.fetch(get(records, &doctor)).await.body, record);
     assert_eq!(
-        postgres.psql("SELECT count(*) FROM wardgate_patient_keys WHERE NOT shredded"),
+        postgres.psql("SELECT count(*) FROM wardgate.patient_keys WHERE NOT shredded"),
         "2"
     );
     // Nothing about keys is kept beside either replica.
@@ -120,11 +123,49 @@ async fn replicas_share_patient_keys_and_a_shred_through_one_reaches_both() {
     );
     assert_eq!(
         postgres
-            .psql("SELECT count(*) FROM wardgate_patient_keys WHERE shredded AND wrapped IS NULL"),
+            .psql("SELECT count(*) FROM wardgate.patient_keys WHERE shredded AND wrapped IS NULL"),
         "1"
     );
     a.shutdown().await;
     b.shutdown().await;
+
+    // One audit trail, in the database: a chain per replica, both verified, and a patient's
+    // accesses through either replica found by one query.
+    assert!(!pki.path("data-a/audit.db").exists() && !pki.path("data-b/audit.db").exists());
+    let instance = |dir: &str| {
+        std::fs::read_to_string(pki.path(dir).join("instance-id"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (id_a, id_b) = (instance("data-a"), instance("data-b"));
+    assert_ne!(id_a, id_b);
+    let (code, verified) = wardgate(&["audit", "verify"], &b_config);
+    assert_eq!(code, 0, "{verified}");
+    for id in [&id_a, &id_b] {
+        assert!(
+            verified.contains(&format!("ok: instance {id}:")),
+            "{verified}"
+        );
+    }
+    let (code, found) = wardgate(
+        &["audit", "query", "--patient", "p-1", "--format", "json"],
+        &b_config,
+    );
+    assert_eq!(code, 0, "{found}");
+    assert!(found.contains(&id_a) && found.contains(&id_b), "{found}");
+
+    // An edit made in the database is found.
+    postgres.psql(&format!(
+        "UPDATE wardgate.audit_records SET body = replace(body, '\"patient-li\"', '\"patient-xx\"') \
+         WHERE instance = '{id_a}' AND seq = 1"
+    ));
+    let (code, tampered) = wardgate(&["audit", "verify"], &b_config);
+    assert_ne!(code, 0, "{tampered}");
+    assert!(
+        tampered.contains(&format!("TAMPERED: instance {id_a}")),
+        "{tampered}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,6 +210,11 @@ async fn a_database_that_goes_away_fails_requests_closed_until_it_is_back() {
     );
     let unread = client.fetch(get("/api/patients/p-1", &li)).await;
     assert_eq!(unread.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The audit trail cannot commit either: the load balancer is told to look elsewhere.
+    assert_eq!(
+        admin_get(&gateway, "/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     // Back: the gateway reconnects on its own.
     postgres.run();
@@ -198,6 +244,160 @@ async fn a_database_that_goes_away_fails_requests_closed_until_it_is_back() {
         err.contains(&format!("wardgate@127.0.0.1:{}/postgres", postgres.port)),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erasure_accepted_by_one_replica_is_carried_out_once_and_seen_by_all() {
+    let pki = Pki::new();
+    let postgres = PostgresServer::start(&pki);
+    let records = System::start(&["p-1", "p-2"], Behaviour::Healthy).await;
+    let backend = Upstream::echo().await;
+    let config = |data_dir: &str| {
+        let base = pki.dir.path().display();
+        format!(
+            "{}{}",
+            erasure_config(
+                &pki,
+                &backend.url(),
+                &records.section("records", "consultation_records"),
+                ""
+            )
+            .replace(
+                &format!("data_dir: {base}/data\n"),
+                &format!("data_dir: {base}/{data_dir}\n")
+            ),
+            postgres.config_section(&pki)
+        )
+    };
+    let a = start_gateway(&pki, &config("data-a")).await;
+    let b = start_gateway(&pki, &config("data-b")).await;
+    let (to_a, to_b) = (admin(&a, &pki), admin(&b, &pki));
+
+    // Submitted through one replica, approved through the other, carried out by one of them.
+    let id = submit_erasure(&to_a, "p-1").await;
+    approve_erasure(&to_b, &id).await;
+    let done = erasure_finished(&to_a, &id).await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(step(&done, "records")["state"], "verified");
+    assert_eq!(records.deletes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(erasure_finished(&to_b, &id).await["state"], "completed");
+
+    // Both replicas answer 410 for the erased patient (the other learns within a poll).
+    let mut patient_claims = claims("patient-li", &["patient"]);
+    patient_claims["patient_id"] = "p-1".into();
+    let patient = token("ed-1", &patient_claims);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for gateway in [&a, &b] {
+        let mut client = Client::h1(gateway, &pki.ca_cert).await;
+        let gone = client
+            .fetch(with_token(Method::GET, "/api/patients/p-1", &patient))
+            .await;
+        assert_eq!(gone.status, StatusCode::GONE);
+    }
+
+    // The replica that did the work (its audit records say which) stops; the other takes
+    // the work over.
+    let leader = postgres.psql(
+        "SELECT DISTINCT instance FROM wardgate.audit_records WHERE subject = 'wardgate-erasure'",
+    );
+    let instance = |dir: &str| {
+        std::fs::read_to_string(pki.path(dir).join("instance-id"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (stays, survivor) = if leader == instance("data-a") {
+        a.shutdown().await;
+        (b, to_b)
+    } else {
+        assert_eq!(leader, instance("data-b"), "one replica did all the work");
+        b.shutdown().await;
+        (a, to_a)
+    };
+    let id = submit_erasure(&survivor, "p-2").await;
+    approve_erasure(&survivor, &id).await;
+    let done = erasure_finished(&survivor, &id).await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(records.deletes.load(std::sync::atomic::Ordering::SeqCst), 2);
+    stays.shutdown().await;
+}
+
+/// docs/operations.md, "Backups with a shared store", followed: a `pg_dump` of the running
+/// gateways' schema, an erasure after it, the schema lost, the dump restored, the gateway
+/// started again. The chains verify, fields written before the dump decrypt, and the patient
+/// erased after it stays erased: the dump holds their live key (checked), the ledger kept
+/// apart shreds it again at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_database_dump_verifies_decrypts_and_keeps_later_erasures() {
+    let pki = Pki::new();
+    let postgres = PostgresServer::start(&pki);
+    let backend = storing_backend().await;
+    let config = format!(
+        "{}{}",
+        restore_config(&pki, &backend.url()),
+        postgres.config_section(&pki)
+    );
+    let config_path = write_config(&pki, &config);
+    let patient = |id: &str| principal(&format!("patient-{id}"), "patient", None, Some(id));
+    let gateway = start_gateway(&pki, &config).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    for (id, phone) in [("p-1", "13812345678"), ("p-2", "13900001111")] {
+        let mut write = with_token(Method::PUT, &format!("/api/patients/{id}"), &patient(id));
+        *write.body_mut() = body(format!("{{\"phone\":\"{phone}\"}}"));
+        assert_eq!(client.fetch(write).await.status, StatusCode::OK);
+    }
+    // `wardgate backup` says where a shared store's backups come from.
+    let refused = wardgate(
+        &["backup", "--out", pki.path("b").to_str().unwrap()],
+        &config_path,
+    );
+    assert_ne!(refused.0, 0);
+    assert!(refused.1.contains("pg_dump"), "{}", refused.1);
+
+    // The dump, while serving; then p-2 is erased.
+    let dump = pki.path("wardgate.dump");
+    postgres.dump(&dump);
+    let api = admin(&gateway, &pki);
+    let id = submit_erasure(&api, "p-2").await;
+    approve_erasure(&api, &id).await;
+    assert_eq!(erasure_finished(&api, &id).await["state"], "completed");
+    gateway.shutdown().await;
+
+    // Disaster: the schema is lost. The dump, restored, holds p-2's live key.
+    postgres.psql("DROP SCHEMA wardgate CASCADE");
+    postgres.restore(&dump);
+    let p2 = wardgate::audit::Pseudonymizer::new(
+        wardgate::identity::read_secret(&pki.path("audit-pseudonym.key"), 32).unwrap(),
+    )
+    .pseudonym("p-2");
+    let live = format!(
+        "SELECT count(*) FROM wardgate.patient_keys WHERE patient = '{p2}' AND NOT shredded"
+    );
+    assert_eq!(postgres.psql(&live), "1");
+
+    // Started again: every chain verifies, p-1 reads, p-2 is erased again from the ledger.
+    let gateway = start_gateway(&pki, &config).await;
+    let (code, verified) = wardgate(&["audit", "verify"], &config_path);
+    assert_eq!(code, 0, "{verified}");
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let read = client
+        .fetch(with_token(
+            Method::GET,
+            "/api/patients/p-1",
+            &patient("p-1"),
+        ))
+        .await;
+    assert_eq!(read.json()["phone"], "13812345678");
+    let gone = client
+        .fetch(with_token(
+            Method::GET,
+            "/api/patients/p-2",
+            &patient("p-2"),
+        ))
+        .await;
+    assert_eq!(gone.status, StatusCode::GONE);
+    assert_eq!(postgres.psql(&live), "0");
+    gateway.shutdown().await;
 }
 
 #[test]
