@@ -199,16 +199,25 @@ pub struct ConnInfo {
 pub struct Prepared {
     pub runtime: Runtime,
     pub tls: ServerTlsConfig,
+    /// Where the stores are (the shared database's connection string and CA read, not yet
+    /// connected to).
+    pub stores: Location,
 }
 
 pub async fn prepare(loaded: &LoadedConfig) -> Result<Prepared, ConfigErrors> {
     let runtime = Runtime::build(&loaded.config).await;
     let tls = tls::server_config(&loaded.config.server.tls);
-    match (runtime, tls) {
-        (Ok(runtime), Ok(tls)) => Ok(Prepared { runtime, tls }),
-        (runtime, tls) => {
+    let stores = Location::of(&loaded.config);
+    match (runtime, tls, stores) {
+        (Ok(runtime), Ok(tls), Ok(stores)) => Ok(Prepared {
+            runtime,
+            tls,
+            stores,
+        }),
+        (runtime, tls, stores) => {
             let mut problems = runtime.err().unwrap_or_default();
             problems.extend(tls.err().unwrap_or_default());
+            problems.extend(stores.err().unwrap_or_default());
             Err(loaded.locate(problems))
         }
     }
@@ -253,7 +262,7 @@ impl RunningGateway {
         if let Some(expiry) = prepared.tls.cert_not_after {
             metrics.tls_cert_expiry.set(expiry);
         }
-        let location = Location::of(config).map_err(|problems| loaded.locate(problems))?;
+        let location = prepared.stores.clone();
         let audit = Audit::start(&config.data_dir, &location, &config.audit, metrics.clone())
             .map_err(|problems| loaded.locate(problems))?;
         let keys = match &prepared.runtime.field_protection {

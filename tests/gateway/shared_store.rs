@@ -415,13 +415,14 @@ fn a_shared_store_in_plain_text_off_loopback_is_a_config_error_with_its_line() {
         url_file.display()
     );
     let path = write_config(&pki, &yaml);
-    let loaded = wardgate::config::load(&path).unwrap();
-    let err = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(RunningGateway::start(loaded))
-        .err()
-        .unwrap()
-        .to_string();
+    // `wardgate check` finds it, before anything is started.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&check.stderr);
     let line = yaml
         .lines()
         .position(|l| l.trim_start().starts_with("url_file"))
