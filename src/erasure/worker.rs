@@ -23,6 +23,8 @@ pub fn spawn(shared: &Arc<Shared>) {
 }
 
 async fn run(shared: Weak<Shared>) {
+    // Said once when the store stops answering, and once when it is back: not every poll.
+    let mut unreachable = false;
     loop {
         let (erasure, stop) = {
             let Some(shared) = shared.upgrade() else {
@@ -36,13 +38,24 @@ async fn run(shared: Weak<Shared>) {
         if let Some(shared) = shared.upgrade() {
             // With replicas sharing the store, one of them moves requests on; every replica
             // learns whom the others erased.
-            match erasure.store.leads_worker() {
-                Ok(true) => advance_all(&shared, &erasure).await,
-                Ok(false) => {}
-                Err(err) => tracing::warn!("the erasure store cannot be reached: {err}"),
-            }
-            if let Err(err) = erasure.refresh_erased() {
-                tracing::warn!("cannot read the erased patients: {err}");
+            let polled = erasure.store.leads_worker().and_then(|leads| {
+                erasure.refresh_erased()?;
+                Ok(leads)
+            });
+            match polled {
+                Ok(leads) => {
+                    if std::mem::take(&mut unreachable) {
+                        tracing::info!("the erasure store answers again");
+                    }
+                    if leads {
+                        advance_all(&shared, &erasure).await;
+                    }
+                }
+                Err(err) if !unreachable => {
+                    unreachable = true;
+                    tracing::warn!("the erasure store cannot be reached; erasures wait: {err}");
+                }
+                Err(_) => {}
             }
             publish_counts(&shared, &erasure);
         }
