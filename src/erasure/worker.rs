@@ -37,27 +37,32 @@ async fn run(shared: Weak<Shared>) {
         };
         if let Some(shared) = shared.upgrade() {
             // With replicas sharing the store, one of them moves requests on; every replica
-            // learns whom the others erased.
-            let polled = erasure.store.leads_worker().and_then(|leads| {
-                erasure.refresh_erased()?;
-                Ok(leads)
-            });
+            // learns whom the others erased. The store may be a database across the network:
+            // the poll runs on a blocking thread, never on the threads serving requests.
+            let polling = erasure.clone();
+            let polled = tokio::task::spawn_blocking(move || {
+                let leads = polling.store.leads_worker()?;
+                polling.refresh_erased()?;
+                Ok::<_, crate::store::StoreError>((leads, polling.store.counts()?))
+            })
+            .await;
             match polled {
-                Ok(leads) => {
+                Ok(Ok((leads, counts))) => {
                     if std::mem::take(&mut unreachable) {
                         tracing::info!("the erasure store answers again");
                     }
+                    publish_counts(&shared, counts);
                     if leads {
                         advance_all(&shared, &erasure).await;
                     }
                 }
-                Err(err) if !unreachable => {
+                Ok(Err(err)) if !unreachable => {
                     unreachable = true;
                     tracing::warn!("the erasure store cannot be reached; erasures wait: {err}");
                 }
-                Err(_) => {}
+                Ok(Err(_)) => {}
+                Err(_) => return,
             }
-            publish_counts(&shared, &erasure);
         }
         tokio::select! {
             () = erasure.wake.notified() => {}
@@ -67,18 +72,16 @@ async fn run(shared: Weak<Shared>) {
     }
 }
 
-fn publish_counts(shared: &Shared, erasure: &Erasure) {
-    if let Ok((by_state, overdue)) = erasure.store.counts() {
-        shared.metrics.erasure_requests.reset();
-        for (state, count) in by_state {
-            shared
-                .metrics
-                .erasure_requests
-                .with_label_values(&[state.as_str()])
-                .set(count);
-        }
-        shared.metrics.erasure_overdue.set(overdue);
+fn publish_counts(shared: &Shared, (by_state, overdue): (Vec<(String, i64)>, i64)) {
+    shared.metrics.erasure_requests.reset();
+    for (state, count) in by_state {
+        shared
+            .metrics
+            .erasure_requests
+            .with_label_values(&[state.as_str()])
+            .set(count);
     }
+    shared.metrics.erasure_overdue.set(overdue);
 }
 
 async fn advance_all(shared: &Shared, erasure: &Erasure) {

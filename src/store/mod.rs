@@ -80,11 +80,13 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("PostgreSQL {database}: {what}: {source}")]
+    #[error("PostgreSQL {database}: {what}: {cause}")]
     Postgres {
         database: String,
         what: String,
-        source: ::postgres::Error,
+        /// The client's error with its causes ("error performing TLS handshake: invalid peer
+        /// certificate: UnknownIssuer"): the first line alone rarely says what to fix.
+        cause: String,
     },
     #[error("{0}")]
     Config(String),

@@ -104,11 +104,7 @@ impl PostgresSettings {
     /// create each table once). wardgate's tables live in the `wardgate` schema, under the
     /// same names as in the data directory's files.
     fn open(&self, schema: &str) -> Result<Client, StoreError> {
-        let connect = |what: &str, err: postgres::Error| StoreError::Postgres {
-            database: self.described.clone(),
-            what: what.to_owned(),
-            source: err,
-        };
+        let connect = |what: &str, err: postgres::Error| failed(&self.described, what, &err);
         let mut client = self
             .config
             .connect(self.tls.clone())
@@ -275,11 +271,26 @@ impl Postgres {
         answered
             .recv()
             .map_err(|_| StoreError::Gone("postgres"))?
-            .map_err(|source| StoreError::Postgres {
-                database: self.database.clone(),
-                what: what.to_owned(),
-                source,
-            })
+            .map_err(|err| failed(&self.database, what, &err))
+    }
+}
+
+/// A client error as a store error, with every cause it carries.
+fn failed(database: &str, what: &str, err: &postgres::Error) -> StoreError {
+    let mut cause = err.to_string();
+    let mut next = std::error::Error::source(err);
+    while let Some(inner) = next {
+        let text = inner.to_string();
+        if !cause.contains(&text) {
+            cause.push_str(": ");
+            cause.push_str(&text);
+        }
+        next = inner.source();
+    }
+    StoreError::Postgres {
+        database: database.to_owned(),
+        what: what.to_owned(),
+        cause,
     }
 }
 

@@ -400,6 +400,38 @@ async fn a_restored_database_dump_verifies_decrypts_and_keeps_later_erasures() {
     gateway.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_whose_certificate_does_not_chain_to_the_configured_ca_is_refused() {
+    let pki = Pki::new();
+    let postgres = PostgresServer::start(&pki);
+    let other = wardgate::demo::pki::CertificateAuthority::new("another CA").unwrap();
+    let other_ca = other.write_cert(&pki.path("other-ca.pem")).unwrap();
+    let yaml = format!(
+        "{}{}",
+        standard_config(&pki, "http://127.0.0.1:9"),
+        postgres.config_section(&pki).replace(
+            &pki.ca_cert.display().to_string(),
+            &other_ca.display().to_string()
+        )
+    );
+    let path = write_config(&pki, &yaml);
+    let err = match RunningGateway::start(wardgate::config::load(&path).unwrap()).await {
+        Ok(_) => panic!("started against a database it could not verify"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("shared_store.postgres"), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    // Nothing was written: the connection never got past the handshake.
+    assert_eq!(
+        postgres.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'wardgate'"),
+        "0"
+    );
+}
+
 #[test]
 fn a_shared_store_in_plain_text_off_loopback_is_a_config_error_with_its_line() {
     let pki = Pki::new();
