@@ -12,6 +12,8 @@
 //!
 //! A submission is answered 202 only after it is committed to the store.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
@@ -22,6 +24,7 @@ use super::json_owned;
 use crate::erasure::{Erasure, ErasureError, Submission};
 use crate::proxy::body::ProxyBody;
 use crate::server::Shared;
+use crate::store::StoreError;
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -39,7 +42,7 @@ struct Refusal {
 }
 
 pub async fn answer(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     method: &Method,
     path: &str,
     body: Incoming,
@@ -58,8 +61,18 @@ pub async fn answer(
     } else {
         rest.split('/').collect()
     };
+    // The store may be a database across the network: its calls run on a blocking thread.
     let result = match read(body).await {
-        Ok(body) => route(shared, erasure, method, &parts, &body),
+        Ok(body) => {
+            let (shared, erasure, method) = (shared.clone(), erasure.clone(), method.clone());
+            let parts: Vec<String> = parts.iter().map(|part| (*part).to_owned()).collect();
+            tokio::task::spawn_blocking(move || {
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                route(&shared, &erasure, &method, &parts, &body)
+            })
+            .await
+            .unwrap_or(Err(ErasureError::Store(StoreError::Gone("erasure"))))
+        }
         Err(err) => Err(err),
     };
     let result = match result {

@@ -45,7 +45,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<ProxyBody> {
     if request.uri().path().starts_with("/admin/erasure-requests") {
         if let Some(refused) = refuse_unauthorized(shared, &request) {
             return refused;

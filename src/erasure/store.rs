@@ -195,8 +195,18 @@ impl ErasureStore {
             Vec::new(),
         )?;
         let mut requests: Vec<Request> = rows.iter().map(request_row).collect();
+        // Every step in one query, not one per request (a round trip each to a database).
+        let mut steps: std::collections::HashMap<String, Vec<Step>> =
+            std::collections::HashMap::new();
+        for row in self.db.query(
+            "SELECT system, kind, state, attempts, last_error, detail, next_attempt, done_at, request_id
+             FROM steps ORDER BY rowid",
+            Vec::new(),
+        )? {
+            steps.entry(row.text(8)).or_default().push(step_row(&row));
+        }
         for request in &mut requests {
-            request.steps = self.steps_of(&request.id)?;
+            request.steps = steps.remove(&request.id).unwrap_or_default();
         }
         Ok(requests)
     }
@@ -338,17 +348,22 @@ impl ErasureStore {
                 sql_params![id],
             )?
             .iter()
-            .map(|row| Step {
-                system: row.text(0),
-                kind: row.text(1),
-                state: row.text(2),
-                attempts: u32::try_from(row.int(3)).unwrap_or(u32::MAX),
-                last_error: row.opt_text(4),
-                detail: row.opt_text(5),
-                next_attempt: row.int(6),
-                done_at: row.opt_int(7),
-            })
+            .map(step_row)
             .collect())
+    }
+}
+
+/// A step from `system, kind, state, attempts, last_error, detail, next_attempt, done_at`.
+fn step_row(row: &Row) -> Step {
+    Step {
+        system: row.text(0),
+        kind: row.text(1),
+        state: row.text(2),
+        attempts: u32::try_from(row.int(3)).unwrap_or(u32::MAX),
+        last_error: row.opt_text(4),
+        detail: row.opt_text(5),
+        next_attempt: row.int(6),
+        done_at: row.opt_int(7),
     }
 }
 
