@@ -117,6 +117,7 @@ impl PostgresSettings {
                 "SELECT pg_advisory_xact_lock({SCHEMA_LOCK});
                  CREATE SCHEMA IF NOT EXISTS wardgate;
                  SET search_path TO wardgate;
+                 {SESSION_SETTINGS}
                  {schema}"
             ))
             .map_err(|err| connect("cannot create the tables", err))?;
@@ -135,6 +136,15 @@ pub fn shared(config: &Config) -> Result<Option<Arc<PostgresSettings>>, Vec<Inva
         .map(|shared| PostgresSettings::load(&shared.postgres).map(Arc::new))
         .transpose()
 }
+
+/// The server notices a replica that vanished without closing its connection (a node lost,
+/// a network cut) within about a minute, not the operating system's two hours: the
+/// connection ends and whatever it held (the erasure worker's lock) passes to another
+/// replica. A transaction left open by a stuck replica is ended too.
+const SESSION_SETTINGS: &str = "SET tcp_keepalives_idle = 30;
+                 SET tcp_keepalives_interval = 10;
+                 SET tcp_keepalives_count = 3;
+                 SET idle_in_transaction_session_timeout = '60s';";
 
 /// The advisory lock taken while tables are created ("wardgate" in ASCII).
 const SCHEMA_LOCK: i64 = 0x7761_7264_6761_7465;
