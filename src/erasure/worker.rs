@@ -16,10 +16,28 @@ use crate::audit::AuditRecord;
 use crate::config::Durability;
 use crate::server::Shared;
 
-/// Starts the worker; it stops with the gateway.
+/// Starts the worker on a thread and runtime of its own: its store calls block (the store may
+/// be a database across the network) and must never hold up the threads serving requests.
+/// It stops with the gateway.
 pub fn spawn(shared: &Arc<Shared>) {
+    if shared.erasure.is_none() {
+        return;
+    }
     let weak = Arc::downgrade(shared);
-    tokio::spawn(async move { run(weak).await });
+    let started = std::thread::Builder::new()
+        .name("wardgate-erasure".to_owned())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run(weak)),
+                Err(err) => tracing::error!("cannot start the erasure worker: {err}"),
+            }
+        });
+    if let Err(err) = started {
+        tracing::error!("cannot start the erasure worker: {err}");
+    }
 }
 
 async fn run(shared: Weak<Shared>) {
@@ -37,17 +55,13 @@ async fn run(shared: Weak<Shared>) {
         };
         if let Some(shared) = shared.upgrade() {
             // With replicas sharing the store, one of them moves requests on; every replica
-            // learns whom the others erased. The store may be a database across the network:
-            // the poll runs on a blocking thread, never on the threads serving requests.
-            let polling = erasure.clone();
-            let polled = tokio::task::spawn_blocking(move || {
-                let leads = polling.store.leads_worker()?;
-                polling.refresh_erased()?;
-                Ok::<_, crate::store::StoreError>((leads, polling.store.counts()?))
-            })
-            .await;
+            // learns whom the others erased.
+            let polled = erasure.store.leads_worker().and_then(|leads| {
+                erasure.refresh_erased()?;
+                Ok((leads, erasure.store.counts()?))
+            });
             match polled {
-                Ok(Ok((leads, counts))) => {
+                Ok((leads, counts)) => {
                     if std::mem::take(&mut unreachable) {
                         tracing::info!("the erasure store answers again");
                     }
@@ -56,12 +70,11 @@ async fn run(shared: Weak<Shared>) {
                         advance_all(&shared, &erasure).await;
                     }
                 }
-                Ok(Err(err)) if !unreachable => {
+                Err(err) if !unreachable => {
                     unreachable = true;
                     tracing::warn!("the erasure store cannot be reached; erasures wait: {err}");
                 }
-                Ok(Err(_)) => {}
-                Err(_) => return,
+                Err(_) => {}
             }
         }
         tokio::select! {
