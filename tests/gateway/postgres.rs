@@ -92,7 +92,11 @@ impl PostgresServer {
     /// authentication for the `wardgate` user from loopback.
     pub fn start(pki: &Pki) -> PostgresServer {
         let bin = bin_dir();
-        let dir = tempfile::tempdir().unwrap();
+        // In /tmp whatever TMPDIR says: the server's user must be able to reach the folder.
+        let dir = tempfile::Builder::new()
+            .prefix("wardgate-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
         let data = dir.path().join("data");
         let tls = pki
             .ca
