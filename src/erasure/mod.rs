@@ -273,15 +273,14 @@ impl Erasure {
         if self.config.two_person_rule && approver == request.submitted_by {
             return Err(ErasureError::SamePerson(approver.to_owned()));
         }
-        self.move_to(id, &["received"], "approved", Some(approver), None)?;
+        let approved = self.move_to(id, &["received"], "approved", Some(approver), None)?;
         self.wake.notify_one();
-        self.get(id)
+        Ok(approved)
     }
 
     pub fn reject(&self, id: &str, by: &str, reason: &str) -> Result<Request, ErasureError> {
         let note = format!("rejected by {by}: {reason}");
-        self.move_to(id, &["received"], "rejected", None, Some(&note))?;
-        self.get(id)
+        self.move_to(id, &["received"], "rejected", None, Some(&note))
     }
 
     pub fn cancel(&self, id: &str, by: &str, reason: &str) -> Result<Request, ErasureError> {
@@ -292,8 +291,7 @@ impl Erasure {
             "cancelled",
             None,
             Some(&note),
-        )?;
-        self.get(id)
+        )
     }
 
     fn move_to(
@@ -303,9 +301,10 @@ impl Erasure {
         to: &str,
         approver: Option<&str>,
         note: Option<&str>,
-    ) -> Result<(), ErasureError> {
-        if self.store.transition(id, from, to, approver, note)? {
-            return Ok(());
+    ) -> Result<Request, ErasureError> {
+        if let Some(mut moved) = self.store.transition(id, from, to, approver, note)? {
+            moved.steps = self.store.steps_of(id)?;
+            return Ok(moved);
         }
         let request = self.get(id)?;
         Err(ErasureError::WrongState {

@@ -134,9 +134,10 @@ pub struct ErasureStore {
 
 pub use crate::store::now_ms;
 
-const REQUEST_COLUMNS: &str = "SELECT id, patient_id, patient_ref, requester, channel, reason, verification_ref, submitted_by,
-        approved_by, state, note, received_at, due_at, updated_at, finished_at
- FROM requests";
+/// A request's columns, in the order `request_row` reads them.
+const REQUEST_FIELDS: &str =
+    "id, patient_id, patient_ref, requester, channel, reason, verification_ref, submitted_by,
+        approved_by, state, note, received_at, due_at, updated_at, finished_at";
 
 impl ErasureStore {
     /// Opens the store in the data directory (given a path) or the shared database.
@@ -177,9 +178,10 @@ impl ErasureStore {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Request>, StoreError> {
-        let Some(row) = self
-            .db
-            .query_opt(&format!("{REQUEST_COLUMNS} WHERE id = $1"), sql_params![id])?
+        let Some(row) = self.db.query_opt(
+            &format!("SELECT {REQUEST_FIELDS} FROM requests WHERE id = $1"),
+            sql_params![id],
+        )?
         else {
             return Ok(None);
         };
@@ -191,7 +193,7 @@ impl ErasureStore {
     /// Every request, newest first.
     pub fn list(&self) -> Result<Vec<Request>, StoreError> {
         let rows = self.db.query(
-            &format!("{REQUEST_COLUMNS} ORDER BY received_at DESC, id"),
+            &format!("SELECT {REQUEST_FIELDS} FROM requests ORDER BY received_at DESC, id"),
             Vec::new(),
         )?;
         let mut requests: Vec<Request> = rows.iter().map(request_row).collect();
@@ -211,8 +213,10 @@ impl ErasureStore {
         Ok(requests)
     }
 
-    /// Moves a request from one of `from` to `to`; false when it was in another state. One
-    /// conditional statement: of two replicas moving the same request, one wins.
+    /// Moves a request from one of `from` to `to` and returns it as the move left it (without
+    /// its steps); None when it was in another state. One conditional statement: of two
+    /// replicas moving the same request, one wins, and what it returns is what it did, even
+    /// if the worker moves the request on a moment later.
     pub fn transition(
         &self,
         id: &str,
@@ -220,7 +224,7 @@ impl ErasureStore {
         to: &str,
         approved_by: Option<&str>,
         note: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Request>, StoreError> {
         let finished = matches!(
             to,
             "completed" | "partially_retained" | "failed" | "rejected" | "cancelled"
@@ -231,12 +235,16 @@ impl ErasureStore {
                 approved_by = COALESCE($4, approved_by), note = COALESCE($5, note),
                 finished_at = CASE WHEN CAST($6 AS BIGINT) = 1 THEN $3 ELSE finished_at END,
                 patient_id = CASE WHEN CAST($6 AS BIGINT) = 1 THEN NULL ELSE patient_id END
-             WHERE id = $1 AND state IN ({})",
+             WHERE id = $1 AND state IN ({})
+             RETURNING {REQUEST_FIELDS}",
             placeholders.join(", ")
         );
         let mut values = sql_params![id, to, now_ms(), approved_by, note, finished];
         values.extend(from.iter().map(|state| Value::from(*state)));
-        Ok(self.db.execute(&sql, values)? == 1)
+        Ok(self
+            .db
+            .query_opt(&sql, values)?
+            .map(|row| request_row(&row)))
     }
 
     pub fn update_step(&self, id: &str, step: &Step) -> Result<(), StoreError> {
@@ -339,7 +347,7 @@ impl ErasureStore {
         self.db.leads(1)
     }
 
-    fn steps_of(&self, id: &str) -> Result<Vec<Step>, StoreError> {
+    pub fn steps_of(&self, id: &str) -> Result<Vec<Step>, StoreError> {
         Ok(self
             .db
             .query(
