@@ -3,7 +3,6 @@
 //! opens, a patient first seen by both at once gets one key, a shred through either reaches
 //! both, and a database that goes away fails requests closed until it is back.
 
-use std::process::Command;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -93,16 +92,8 @@ async fn replicas_share_patient_keys_and_a_shred_through_one_reaches_both() {
 
     // A shred from the CLI (what erasure does) reaches both replicas within their cache's
     // freshness: p-1's fields are withheld everywhere and no new key is made for them.
-    let shred = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["keys", "shred", "--patient", "p-1", "--config"])
-        .arg(&b_config)
-        .output()
-        .unwrap();
-    assert!(
-        shred.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shred.stderr)
-    );
+    let (code, shredded) = wardgate(&["keys", "shred", "--patient", "p-1"], &b_config);
+    assert_eq!(code, 0, "{shredded}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     for client in [&mut to_a, &mut to_b] {
         let gone = client.fetch(get("/api/patients/p-1", &li)).await;
