@@ -108,7 +108,7 @@ fn durable_commit(c: &mut Criterion) {
                             tokio::spawn(async move {
                                 for record in records {
                                     audit
-                                        .submit(record, Durability::Durable)
+                                        .submit(record, Durability::Durable, None)
                                         .await
                                         .expect("committed");
                                 }

@@ -6,6 +6,7 @@
 
 mod checkpoint;
 pub mod keys;
+pub mod on_the_way;
 mod postgres_store;
 mod pseudonym;
 pub mod query;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use checkpoint::{load_signing_key, Checkpoint};
+use on_the_way::{Announced, OnTheWay};
 use postgres_store::PostgresAuditStore;
 pub use pseudonym::Pseudonymizer;
 pub use record::{AuditRecord, GENESIS};
@@ -125,6 +127,7 @@ pub struct AuditUnavailable;
 
 pub struct Audit {
     queue: mpsc::Sender<Submission>,
+    on_the_way: Arc<OnTheWay>,
     healthy: Arc<AtomicBool>,
     pseudonyms: Pseudonymizer,
     pub instance: String,
@@ -160,6 +163,7 @@ impl Audit {
         });
         let (waiters, released) = mpsc::unbounded_channel();
         tokio::spawn(writer::release_waiters(released));
+        let on_the_way = Arc::new(OnTheWay::default());
         let settings = WriterSettings {
             instance: instance.clone(),
             waiters,
@@ -167,6 +171,8 @@ impl Audit {
             checkpoint_every: config.checkpoint_every,
             checkpoint_interval: config.checkpoint_interval.0,
             batch_max: config.batch_max,
+            on_the_way: on_the_way.clone(),
+            group_commit_wait: config.group_commit_wait.0,
             sink,
         };
         let (queue, receiver) = mpsc::channel(config.queue_capacity);
@@ -199,6 +205,7 @@ impl Audit {
         });
         Ok(Audit {
             queue,
+            on_the_way,
             healthy,
             pseudonyms: Pseudonymizer::new(pseudonym_key),
             instance,
@@ -218,38 +225,40 @@ impl Audit {
         self.pseudonyms.field_hash(field, json)
     }
 
-    /// Hands a record to the writer. Durable: waits for the commit. Buffered: waits only for
-    /// room in the queue.
+    /// Says that a request's record is coming soon (its upstream has answered): a batch the
+    /// writer is about to commit waits for it. The record's submission ends the announcement.
+    pub fn announce(&self) -> Announced {
+        self.on_the_way.announce()
+    }
+
+    /// Hands a record to the writer (ending its announcement, if any). Durable: waits for the
+    /// commit. Buffered: waits only for room in the queue.
     pub async fn submit(
         &self,
         record: AuditRecord,
         durability: Durability,
+        announced: Option<Announced>,
     ) -> Result<(), AuditUnavailable> {
         let record = Box::new(record);
-        match durability {
-            Durability::NotAudited => Ok(()),
-            Durability::Buffered => self
-                .queue
-                .send(Submission::Record {
-                    record,
-                    committed: None,
-                })
-                .await
-                .map_err(|_| AuditUnavailable),
-            Durability::Durable => {
-                let (committed, outcome) = oneshot::channel();
-                self.queue
-                    .send(Submission::Record {
-                        record,
-                        committed: Some(committed),
-                    })
-                    .await
-                    .map_err(|_| AuditUnavailable)?;
-                match outcome.await {
-                    Ok(true) => Ok(()),
-                    _ => Err(AuditUnavailable),
-                }
-            }
+        let committed = match durability {
+            Durability::NotAudited => return Ok(()),
+            Durability::Buffered => None,
+            Durability::Durable => Some(oneshot::channel()),
+        };
+        let (committed, outcome) = committed.unzip();
+        let queued = self
+            .queue
+            .send(Submission::Record { record, committed })
+            .await
+            .map_err(|_| AuditUnavailable);
+        drop(announced);
+        queued?;
+        match outcome {
+            None => Ok(()),
+            Some(outcome) => match outcome.await {
+                Ok(true) => Ok(()),
+                _ => Err(AuditUnavailable),
+            },
         }
     }
 

@@ -13,6 +13,7 @@ use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpoint;
+use super::on_the_way::OnTheWay;
 use super::record::{AuditRecord, GENESIS};
 use super::store::{AuditStore, SealedRecord};
 use crate::metrics::Metrics;
@@ -40,6 +41,10 @@ pub struct WriterSettings {
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
     pub batch_max: usize,
+    /// Records announced by requests and not queued yet, which a batch waits for...
+    pub on_the_way: Arc<OnTheWay>,
+    /// ...this long at most (zero: never).
+    pub group_commit_wait: Duration,
     pub sink: Option<Sink>,
 }
 
@@ -158,14 +163,26 @@ pub fn run(
                 None => open = false,
             }
         }
-        while pending.len() < settings.batch_max {
-            match queue.try_recv() {
-                Ok(submission) => absorb(submission, &mut pending, &mut closer, &mut settings),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    open = false;
-                    break;
+        let deadline = Instant::now() + settings.group_commit_wait;
+        loop {
+            while pending.len() < settings.batch_max {
+                match queue.try_recv() {
+                    Ok(submission) => {
+                        absorb(submission, &mut pending, &mut closer, &mut settings);
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
+            }
+            let growing = open
+                && closer.is_none()
+                && !pending.is_empty()
+                && pending.len() < settings.batch_max;
+            if !growing || !settings.on_the_way.wait_until(deadline) {
+                break;
             }
         }
         metrics

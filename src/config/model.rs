@@ -209,6 +209,10 @@ pub struct AuditConfig {
     /// Records committed in one transaction at most.
     #[serde(default = "defaults::audit_batch")]
     pub batch_max: usize,
+    /// How long a batch waits at most for records already on their way (requests whose
+    /// upstream has answered) before it is committed; `0s`: commit at once.
+    #[serde(default = "defaults::group_commit_wait")]
+    pub group_commit_wait: HumanDuration,
     /// Records are kept at least this long (180 days at the least).
     #[serde(default = "defaults::retention")]
     pub retention: HumanDuration,
@@ -1045,6 +1049,9 @@ mod defaults {
     }
     pub fn audit_batch() -> usize {
         512
+    }
+    pub fn group_commit_wait() -> HumanDuration {
+        HumanDuration(Duration::from_millis(1))
     }
     pub fn retention() -> HumanDuration {
         HumanDuration(Duration::from_secs(180 * 86_400))

@@ -273,6 +273,12 @@ fn check_audit(config: &Config, problems: &mut Vec<Invalid>) {
             problems.push(Invalid::new(key, "must be at least 1"));
         }
     }
+    if audit.group_commit_wait.0 > MAX_GROUP_COMMIT_WAIT {
+        problems.push(Invalid::new(
+            "audit.group_commit_wait",
+            "at most 1s: every durable request in the batch waits as long",
+        ));
+    }
     if let Some(id) = &audit.instance_id {
         if !id
             .bytes()
@@ -289,6 +295,9 @@ fn check_audit(config: &Config, problems: &mut Vec<Invalid>) {
 
 /// 180 days: the rules ask for permission reviews every six months, which read the trail.
 const MIN_RETENTION: std::time::Duration = std::time::Duration::from_secs(180 * 86_400);
+/// The longest a batch may wait for records on their way (MySQL caps its group commit delay
+/// at the same second).
+const MAX_GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn check_cors(key: &str, cors: &CorsConfig, problems: &mut Vec<Invalid>) {
     if cors.allowed_origins.is_empty() {

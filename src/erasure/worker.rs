@@ -423,7 +423,7 @@ async fn audit_step(
     };
     if shared
         .audit
-        .submit(record, Durability::Durable)
+        .submit(record, Durability::Durable, None)
         .await
         .is_err()
     {

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use http::{Response, StatusCode};
 
 use super::{error_response, RequestCtx};
+use crate::audit::on_the_way::Announced;
 use crate::audit::AuditRecord;
 use crate::config::{AuthMode, Durability};
 use crate::proxy::body::ProxyBody;
@@ -16,6 +17,7 @@ use crate::server::Shared;
 pub async fn seal(
     gateway: &Shared,
     ctx: &RequestCtx,
+    announced: Option<Announced>,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     let durability = ctx
@@ -26,7 +28,7 @@ pub async fn seal(
         return response;
     }
     let record = record(gateway, ctx, response.status());
-    match gateway.audit.submit(record, durability).await {
+    match gateway.audit.submit(record, durability, announced).await {
         Ok(()) => response,
         Err(_) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,

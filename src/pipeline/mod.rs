@@ -30,6 +30,7 @@ pub use normalize::{canonical_path, check_canonical, PathError};
 pub use rejection::{error_response, Rejection};
 pub use route::{Matched, Route, RouteTable};
 
+use crate::audit::on_the_way::Announced;
 use crate::config::Durability;
 use crate::identity::Principal;
 use crate::policy::{Decision, Relation};
@@ -75,6 +76,9 @@ pub struct RequestCtx {
     pub fields_masked: Vec<String>,
     /// Integrity notes for the audit record (`integrity_failure`, `key_shredded`).
     pub flags: Vec<&'static str>,
+    /// Set once an audited route is matched, until the record is queued: the audit writer's
+    /// next batch waits for it.
+    pub record_announced: Option<Announced>,
 }
 
 /// Runs one request through the stages and always returns a response.
@@ -109,6 +113,7 @@ pub async fn handle(
         fields_revealed: Vec::new(),
         fields_masked: Vec::new(),
         flags: Vec::new(),
+        record_announced: None,
     };
     let origin = request.headers().get(header::ORIGIN).cloned();
     // 0 shed: past `max_in_flight` requests in progress, refuse at once (503) rather than
@@ -151,7 +156,8 @@ pub async fn handle(
     };
     // 9 audit: last, because the record carries the outcome; on durable routes the response
     //   is released only once its record is committed.
-    let mut response = audit::seal(gateway, &ctx, response).await;
+    let announced = ctx.record_announced.take();
+    let mut response = audit::seal(gateway, &ctx, announced, response).await;
     finish(gateway, &runtime, &ctx, origin.as_ref(), &mut response);
     response
 }
@@ -180,6 +186,11 @@ async fn stages(
     };
     ctx.route = Some(route.clone());
     ctx.params = params;
+    // From here on the request's record is on its way: the audit writer's next batch waits
+    // for it (briefly, see audit::on_the_way) rather than commit without it.
+    if route.durability != Durability::NotAudited {
+        ctx.record_announced = Some(gateway.audit.announce());
+    }
     if let Some(method) = &preflight {
         ctx.preflight = true;
         return cors::answer_preflight(route.cors.as_ref(), &request, method);

@@ -835,3 +835,99 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer_and_a_recor
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].status, 200);
 }
+
+/// Group commit: a batch waits for the records of requests already past routing, at most
+/// `audit.group_commit_wait` (here its largest, 1s).
+#[tokio::test]
+async fn a_batch_waits_for_the_records_on_their_way_and_only_for_them() {
+    let pki = Pki::new();
+    let hold = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let held = hold.clone();
+    let upstream = Upstream::start(move |request| {
+        let held = held.clone();
+        async move {
+            if request.uri().path().ends_with("/prescriptions") {
+                let _released = held.acquire().await;
+            }
+            echo(request).await
+        }
+    })
+    .await;
+    let config = authz_config(&pki, &upstream.url())
+        .replace(
+            "  checkpoint_interval: 1s\n",
+            "  checkpoint_interval: 1s\n  group_commit_wait: 1s\n",
+        )
+        .replace("response_timeout: 2s", "response_timeout: 60s");
+    let gateway = start_gateway(&pki, &config).await;
+    let patient = patient_token();
+    let within = |what: &'static str| {
+        move |result: Result<Reply, tokio::time::error::Elapsed>| {
+            result.unwrap_or_else(|_| panic!("{what}: no answer within 20 s"))
+        }
+    };
+
+    let mut lone = Client::h1(&gateway, &pki.ca_cert).await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        lone.fetch(with_id(
+            with_token(Method::GET, "/api/patients/p-1/records", &patient),
+            "lone",
+        )),
+    )
+    .await;
+    assert_eq!(within("the lone request")(answer).status, StatusCode::OK);
+
+    // A request held at the upstream has announced its record: the next batch waits for it.
+    let mut slow_client = Client::h1(&gateway, &pki.ca_cert).await;
+    let slow = tokio::spawn(async move {
+        slow_client
+            .fetch(with_id(
+                with_token(
+                    Method::GET,
+                    "/api/patients/p-1/prescriptions",
+                    &patient_token(),
+                ),
+                "slow",
+            ))
+            .await
+    });
+    while !upstream
+        .seen()
+        .iter()
+        .any(|seen| seen.path_and_query.ends_with("/prescriptions"))
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut fast_client = Client::h1(&gateway, &pki.ca_cert).await;
+    let fast = tokio::spawn(async move {
+        fast_client
+            .fetch(with_id(
+                with_token(Method::GET, "/api/patients/p-1/records", &patient),
+                "fast",
+            ))
+            .await
+    });
+    // It cannot be answered before the held record arrives, or before a second has passed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !fast.is_finished(),
+        "answered before the record on its way arrived"
+    );
+    hold.add_permits(1);
+    let slow = tokio::time::timeout(Duration::from_secs(20), slow)
+        .await
+        .map(Result::unwrap);
+    let fast = tokio::time::timeout(Duration::from_secs(20), fast)
+        .await
+        .map(Result::unwrap);
+    assert_eq!(within("the held request")(slow).status, StatusCode::OK);
+    assert_eq!(within("the waiting request")(fast).status, StatusCode::OK);
+    let stored = records(&pki);
+    for id in ["lone", "slow", "fast"] {
+        assert_eq!(by_request_id(&stored, id).len(), 1, "record of {id}");
+    }
+    // Committed together, one after the other in the chain.
+    let seq = |id| by_request_id(&stored, id)[0].seq;
+    assert_eq!(seq("slow").abs_diff(seq("fast")), 1);
+}

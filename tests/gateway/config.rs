@@ -107,6 +107,14 @@ fn each_bad_value_is_reported_at_its_line() {
             "upstreams.backend.pool.max_connections: must be at least 1",
         ),
         (
+            good.replace(
+                "  checkpoint_interval: 1s\n",
+                "  checkpoint_interval: 1s\n  group_commit_wait: 5s\n",
+            ),
+            "group_commit_wait",
+            "audit.group_commit_wait: at most 1s",
+        ),
+        (
             good.replace("path: /api/events/{*rest}", "path: /api/events/{rest"),
             "/api/events/{rest",
             "invalid or conflicting path template",

@@ -54,7 +54,10 @@ async fn seeded(pki: &Pki) -> std::path::PathBuf {
             status: 200,
             ..AuditRecord::default()
         };
-        audit.submit(record, Durability::Durable).await.unwrap();
+        audit
+            .submit(record, Durability::Durable, None)
+            .await
+            .unwrap();
         audit.close(Duration::from_secs(5)).await.unwrap();
     }
     let gateway = start_gateway(pki, &yaml).await;

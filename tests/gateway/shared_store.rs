@@ -207,8 +207,18 @@ async fn a_database_that_goes_away_fails_requests_closed_until_it_is_back() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 
-    // Back: the gateway reconnects on its own.
+    // Back: the gateway reconnects on its own (the audit writer at its next retry, which
+    // /readyz waits for, as the load balancer would).
     postgres.run();
+    let mut ready = false;
+    for _ in 0..300 {
+        if admin_get(&gateway, "/readyz").await.status == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "not ready again 30 s after the database came back");
     let written = client
         .fetch(put_json(
             "/api/patients/p-2",
