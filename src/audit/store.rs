@@ -85,10 +85,14 @@ pub(super) fn index_key(value: &str) -> i64 {
 /// The writer's page cache. Appends touch the right edge of the table and of the (instance,
 /// seq) index, and one leaf of each of the patient and subject indexes, which for a store of
 /// any size is a miss however large the cache (10M records: about 77,000 leaves per index).
-/// Measured against 8 MiB: about 8% fewer records/s from the writer alone
+/// Measured against 8 MiB: about 8% fewer records/s from the writer alone at 2 MiB
 /// (`cargo bench --bench audit -- durable_commit`: 24,000 against 26,000), no difference in
-/// the gateway's requests/s, and 6-8 MB less resident memory.
-const WRITER_CACHE_KIB: u32 = 2048;
+/// the gateway's requests/s, and 6-8 MB less resident memory. Since group commit waits for the
+/// records on their way (batches of ~50 at 50 connections, not ~12), a page miss is paid once
+/// per batch, and 1 MiB took another 1.2 MB off the gateway's peak at 1,000 connections
+/// (three runs each: 60.5-61.8 against 61.9-63.0 MB) with no difference in requests/s beyond
+/// the machine's noise.
+const WRITER_CACHE_KIB: u32 = 1024;
 
 pub struct SqliteAuditStore {
     connection: Connection,
