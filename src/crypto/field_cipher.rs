@@ -6,8 +6,8 @@
 //! the format byte, the key id, the patient scope and the field name: a ciphertext moved to
 //! another patient or another field, or altered in any byte, fails to open.
 
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
 use base64::Engine;
 use rand::RngCore;
 use rand_core::OsRng;
@@ -110,29 +110,34 @@ pub fn seal_into(key: &DataKey, scope: &str, field: &str, json: &[u8], out: &mut
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&sealed, out);
 }
 
-/// Decrypts a ciphertext made by [`seal`] for the same scope and field.
+/// Decrypts a ciphertext made by [`seal`] for the same scope and field. The plaintext is
+/// opened in the decoded buffer itself, which is wiped when dropped.
 pub fn open(
     key: &DataKey,
     scope: &str,
     field: &str,
     text: &str,
 ) -> Result<Zeroizing<Vec<u8>>, FieldCipherError> {
-    let bytes = decode(text)?;
-    let (header, sealed) = bytes.split_at(HEADER);
+    let mut bytes = Zeroizing::new(decode(text)?);
+    let mut header = [0u8; HEADER];
+    header.copy_from_slice(&bytes[..HEADER]);
     let id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
     if id != key.id {
         return Err(FieldCipherError::WrongKey(id));
     }
+    let tag_at = bytes.len() - 16;
+    let tag = Tag::clone_from_slice(&bytes[tag_at..]);
     key.cipher
-        .decrypt(
+        .decrypt_in_place_detached(
             Nonce::from_slice(&header[5..HEADER]),
-            Payload {
-                msg: sealed,
-                aad: &aad(header, scope, field),
-            },
+            &aad(&header, scope, field),
+            &mut bytes[HEADER..tag_at],
+            &tag,
         )
-        .map(Zeroizing::new)
-        .map_err(|_| FieldCipherError::Integrity)
+        .map_err(|_| FieldCipherError::Integrity)?;
+    bytes.truncate(tag_at);
+    bytes.drain(..HEADER);
+    Ok(bytes)
 }
 
 fn decode(text: &str) -> Result<Vec<u8>, FieldCipherError> {

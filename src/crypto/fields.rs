@@ -140,18 +140,18 @@ impl FieldRules {
             let opened;
             let plain: &str = match node.as_str().filter(|s| s.starts_with(PREFIX)) {
                 Some(sealed) => {
-                    match key
-                        .and_then(|key| {
-                            field_cipher::open(key, scope, name, &sealed)
-                                .map_err(|_| Failure::Integrity)
-                        })
+                    // Opened in place and wiped when dropped; `plain` borrows it.
+                    opened = key.and_then(|key| {
+                        field_cipher::open(key, scope, name, &sealed)
+                            .map_err(|_| Failure::Integrity)
+                    });
+                    match opened
+                        .as_deref()
+                        .map_err(|failure| *failure)
                         .and_then(|bytes| {
-                            String::from_utf8(bytes.to_vec()).map_err(|_| Failure::Integrity)
+                            std::str::from_utf8(bytes).map_err(|_| Failure::Integrity)
                         }) {
-                        Ok(json) => {
-                            opened = json;
-                            &opened
-                        }
+                        Ok(json) => json,
                         Err(failure) => {
                             outcome.failures.push((name.clone(), failure));
                             *node = Node::Replaced("null".to_owned());
@@ -199,8 +199,10 @@ impl FieldRules {
             return Ok(true);
         }
         let mut visited = false;
+        // The positions after one step, refilled for each child (one buffer per level).
+        let mut next = Vec::new();
         let mut step_into = |step: Step<'_>, child: &mut Node<'a>| -> Result<bool, E> {
-            let mut next = Vec::new();
+            next.clear();
             for &(path, at) in states {
                 for position in self.paths[path].1.advance(at, step).into_iter().flatten() {
                     next.push((path, position));

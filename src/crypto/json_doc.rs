@@ -12,7 +12,6 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 pub enum Node<'a> {
@@ -66,7 +65,7 @@ const SMALL_OBJECT: usize = 16;
 
 impl<'a> Node<'a> {
     pub fn parse(text: &'a str) -> Result<Node<'a>, DocError> {
-        build(text, 0)
+        build(text)
     }
 
     /// The value's JSON text as it would be written now.
@@ -174,57 +173,173 @@ fn write_name(name: &str, out: &mut String) {
     }
 }
 
-/// Splits `text` into its parts, and those into theirs. The split of the outermost value
-/// validates the whole document (serde_json reads every nested value it captures as raw text),
-/// so a syntax error is reported once, with its line and column in the document; the parts
-/// below cannot fail on syntax.
-fn build(text: &str, depth: usize) -> Result<Node<'_>, DocError> {
-    let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
-    let container = matches!(trimmed.as_bytes().first(), Some(b'{' | b'['));
-    if depth >= MAX_DEPTH && container {
-        return Err(DocError::TooDeep { at: "$".to_owned() });
+/// Splits `text` into its parts, all of them, in two passes over the text. serde_json first
+/// validates the whole document, so a syntax error is reported once, with its line and
+/// column; it does not say where nested values begin and end, which the byte-for-byte rewrite
+/// needs, so a second pass of our own finds them. That pass only reads text already known to
+/// be valid JSON: it tells strings, containers and the separators between them apart, and
+/// leaves every value's own text as it is.
+fn build(text: &str) -> Result<Node<'_>, DocError> {
+    serde_json::from_str::<&RawValue>(text).map_err(|err| DocError::Syntax(err.to_string()))?;
+    let mut split = Split {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    split.skip_whitespace();
+    split.value(0)
+}
+
+/// The second pass: a cursor over validated JSON text.
+struct Split<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Split<'a> {
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
     }
-    let syntax = |err: serde_json::Error| DocError::Syntax(err.to_string());
-    match trimmed.as_bytes().first() {
-        Some(b'{') => {
-            let Members(pairs) = serde_json::from_str(text).map_err(syntax)?;
-            check_unique(&pairs)?;
-            let mut members = Vec::with_capacity(pairs.len());
-            for (name, value) in pairs {
-                let node =
-                    build(value.get(), depth + 1).map_err(|err| err.under(&Step::Member(&name)))?;
-                members.push((name, node));
+
+    /// The byte at the cursor. Valid JSON never ends where a byte is still expected; should it
+    /// ever, this is an error for the client, not a panic.
+    fn next_byte(&self) -> Result<u8, DocError> {
+        self.bytes
+            .get(self.at)
+            .copied()
+            .ok_or_else(|| DocError::Syntax("unexpected end of the document".to_owned()))
+    }
+
+    /// The value at the cursor (no whitespace before it); leaves the cursor just after it.
+    fn value(&mut self, depth: usize) -> Result<Node<'a>, DocError> {
+        let start = self.at;
+        match self.next_byte()? {
+            open @ (b'{' | b'[') => {
+                if depth >= MAX_DEPTH {
+                    return Err(DocError::TooDeep { at: "$".to_owned() });
+                }
+                self.at += 1;
+                self.skip_whitespace();
+                let node = if open == b'{' {
+                    let members = self.members(depth)?;
+                    check_unique(&members)?;
+                    Node::Object {
+                        raw: &self.text[start..self.at],
+                        members,
+                        changed: false,
+                    }
+                } else {
+                    let elements = self.elements(depth)?;
+                    Node::Array {
+                        raw: &self.text[start..self.at],
+                        elements,
+                        changed: false,
+                    }
+                };
+                Ok(node)
             }
-            Ok(Node::Object {
-                raw: trimmed,
-                members,
-                changed: false,
-            })
-        }
-        Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(syntax)?;
-            let mut elements = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                elements.push(
-                    build(item.get(), depth + 1).map_err(|err| err.under(&Step::Element(i)))?,
-                );
+            b'"' => {
+                self.skip_string()?;
+                Ok(Node::Leaf(&self.text[start..self.at]))
             }
-            Ok(Node::Array {
-                raw: trimmed,
-                elements,
-                changed: false,
-            })
+            _ => {
+                // A number or a literal: it runs to the next separator or whitespace.
+                self.at += self.bytes[start..]
+                    .iter()
+                    .position(|b| matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
+                    .unwrap_or(self.bytes.len() - start);
+                Ok(Node::Leaf(&self.text[start..self.at]))
+            }
         }
-        // A document that is a single string, number or literal.
-        _ if depth == 0 => {
-            serde_json::from_str::<&RawValue>(text).map_err(syntax)?;
-            Ok(Node::Leaf(trimmed))
+    }
+
+    /// An object's members, the cursor just inside its `{`; leaves it after the `}`.
+    fn members(&mut self, depth: usize) -> Result<Vec<(Cow<'a, str>, Node<'a>)>, DocError> {
+        let mut members = Vec::new();
+        if self.next_byte()? == b'}' {
+            self.at += 1;
+            return Ok(members);
         }
-        _ => Ok(Node::Leaf(trimmed)),
+        loop {
+            let name = self.name()?;
+            self.skip_whitespace();
+            self.at += 1; // the `:`
+            self.skip_whitespace();
+            let value = self
+                .value(depth + 1)
+                .map_err(|err| err.under(&Step::Member(&name)))?;
+            members.push((name, value));
+            if self.end_of_container(b'}')? {
+                return Ok(members);
+            }
+        }
+    }
+
+    /// An array's elements, the cursor just inside its `[`; leaves it after the `]`.
+    fn elements(&mut self, depth: usize) -> Result<Vec<Node<'a>>, DocError> {
+        let mut elements = Vec::new();
+        if self.next_byte()? == b']' {
+            self.at += 1;
+            return Ok(elements);
+        }
+        loop {
+            let value = self
+                .value(depth + 1)
+                .map_err(|err| err.under(&Step::Element(elements.len())))?;
+            elements.push(value);
+            if self.end_of_container(b']')? {
+                return Ok(elements);
+            }
+        }
+    }
+
+    /// After a member or element: `true` at the container's `close`, `false` at a `,` (the
+    /// cursor then on the next value). Either way the cursor moves past it.
+    fn end_of_container(&mut self, close: u8) -> Result<bool, DocError> {
+        self.skip_whitespace();
+        let separator = self.next_byte()?;
+        self.at += 1;
+        if separator == close {
+            return Ok(true);
+        }
+        self.skip_whitespace();
+        Ok(false)
+    }
+
+    /// A member name, borrowed from the document when it has no escapes.
+    fn name(&mut self) -> Result<Cow<'a, str>, DocError> {
+        let start = self.at;
+        self.skip_string()?;
+        let quoted = &self.text[start..self.at];
+        let inner = &quoted[1..quoted.len() - 1];
+        if !inner.contains('\\') {
+            return Ok(Cow::Borrowed(inner));
+        }
+        serde_json::from_str::<String>(quoted)
+            .map(Cow::Owned)
+            .map_err(|err| DocError::Syntax(err.to_string()))
+    }
+
+    /// Moves the cursor from a string's opening quote to just after its closing one.
+    fn skip_string(&mut self) -> Result<(), DocError> {
+        self.at += 1;
+        loop {
+            let found = memchr::memchr2(b'"', b'\\', &self.bytes[self.at..])
+                .ok_or_else(|| DocError::Syntax("unterminated string".to_owned()))?;
+            if self.bytes[self.at + found] == b'"' {
+                self.at += found + 1;
+                return Ok(());
+            }
+            // A backslash and the character it escapes (`\u` is followed by hex digits only).
+            self.at += found + 2;
+        }
     }
 }
 
-fn check_unique(pairs: &[(Cow<'_, str>, &RawValue)]) -> Result<(), DocError> {
+fn check_unique(pairs: &[(Cow<'_, str>, Node<'_>)]) -> Result<(), DocError> {
     let duplicate = if pairs.len() <= SMALL_OBJECT {
         pairs
             .iter()
@@ -262,53 +377,6 @@ impl fmt::Display for Step<'_> {
     }
 }
 
-/// An object's members in document order, duplicates included (a map would hide them).
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-/// A member name, borrowed from the document when it has no escapes.
-struct Name<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NameVisitor;
-        impl<'de> Visitor<'de> for NameVisitor {
-            type Value = Name<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Borrowed(name)))
-            }
-            fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Owned(name.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(NameVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'de>, M::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((Name(name), value)) =
-                    map.next_entry::<Name<'de>, &'de RawValue>()?
-                {
-                    pairs.push((name, value));
-                }
-                Ok(Members(pairs))
-            }
-        }
-        deserializer.deserialize_map(MembersVisitor)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +390,43 @@ mod tests {
             "  17  ",
         ] {
             assert_eq!(Node::parse(text).unwrap().to_json(), text.trim());
+        }
+    }
+
+    /// The tree as serde_json reads it, from our split: names decoded, leaves by their text.
+    fn as_value(node: &Node<'_>) -> serde_json::Value {
+        match node {
+            Node::Object { members, .. } => members
+                .iter()
+                .map(|(name, value)| (name.to_string(), as_value(value)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            Node::Array { elements, .. } => elements.iter().map(as_value).collect(),
+            Node::Leaf(text) => serde_json::from_str(text).expect("a leaf is a JSON value"),
+            _ => unreachable!("nothing was changed"),
+        }
+    }
+
+    #[test]
+    fn the_split_finds_the_values_serde_json_finds() {
+        for text in [
+            r#"{"a\"]}{,":"x\"}]\\","b":[ 1 , -2.5e+3 ,"]",{},[],[[]],null ] ,"c" : {"d":true}}"#,
+            " \t\r\n[ \"\\u005d\" , false\n, 0 ] \n",
+            r#"{"\u0061b":{"n":123456789012345678901234567890},"e":""}"#,
+            "[-0,1E300,\"\\\\\"]",
+            "{}",
+            "[]",
+            r#""\"""#,
+            "-1.5",
+        ] {
+            let doc = Node::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"));
+            let expected: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(as_value(&doc), expected, "{text}");
+            assert_eq!(
+                doc.to_json(),
+                text.trim_matches([' ', '\t', '\r', '\n']),
+                "{text}"
+            );
         }
     }
 
