@@ -47,12 +47,13 @@ pub async fn to_upstream(
         .map_err(|_| Rejection::BadPath(super::normalize::PathError::BadPercentEncoding))?;
     let mut outgoing = parts.headers;
     headers::remove_hop_by_hop(&mut outgoing);
-    outgoing.remove(header::HOST);
-    runtime.strip_headers.apply(&mut outgoing);
-    outgoing.remove(runtime.break_glass.header());
-    if runtime.consume_authorization {
-        outgoing.remove(header::AUTHORIZATION);
-    }
+    // What the gateway consumes, and identity a client must not assert for itself.
+    headers::remove_where(&mut outgoing, |name| {
+        *name == header::HOST
+            || runtime.strip_headers.matches(name)
+            || name == runtime.break_glass.header()
+            || (runtime.consume_authorization && *name == header::AUTHORIZATION)
+    });
     UpstreamIdentity {
         principal: ctx.principal.as_ref(),
         patient: ctx.patient.as_deref(),
@@ -66,7 +67,7 @@ pub async fn to_upstream(
     }
     headers::set_forwarded(
         &mut outgoing,
-        conn.peer.ip(),
+        &conn.peer_text,
         runtime.is_trusted_proxy(conn.peer.ip()),
         original_host,
     );

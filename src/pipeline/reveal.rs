@@ -18,7 +18,7 @@ use crate::crypto::field_cipher::PREFIX;
 use crate::crypto::fields::Failure;
 use crate::crypto::redact::Reveal;
 use crate::proxy::body::{full, read_whole, ProxyBody};
-use crate::proxy::headers::{content_encoding, json_media_type};
+use crate::proxy::headers::{self, content_encoding, json_media_type};
 use crate::runtime::Runtime;
 use crate::server::Shared;
 
@@ -132,17 +132,22 @@ pub async fn response_body(
     ctx.fields_revealed = outcome.revealed.iter().map(|f| f.to_string()).collect();
     ctx.fields_masked = outcome.masked.iter().map(|f| f.to_string()).collect();
     let body = outcome.body.map_or(bytes, Bytes::from);
-    parts.headers.remove(header::TRANSFER_ENCODING);
+    // The body now depends on who asked: no shared cache may keep it, and the upstream's
+    // validators describe a different body.
+    headers::remove_where(&mut parts.headers, |name| {
+        [
+            header::TRANSFER_ENCODING,
+            header::ETAG,
+            header::LAST_MODIFIED,
+        ]
+        .contains(name)
+    });
     parts
         .headers
         .insert(header::CONTENT_LENGTH, body.len().into());
-    // The body now depends on who asked: no shared cache may keep it, and the upstream's
-    // validators describe a different body.
     parts
         .headers
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    parts.headers.remove(header::ETAG);
-    parts.headers.remove(header::LAST_MODIFIED);
     Ok(Response::from_parts(parts, full(body)))
 }
 

@@ -55,25 +55,13 @@ impl StripRules {
         }
     }
 
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        for name in &self.exact {
-            headers.remove(name);
-        }
-        if self.prefixes.is_empty() {
-            return;
-        }
-        let doomed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| {
-                self.prefixes
-                    .iter()
-                    .any(|prefix| name.as_str().starts_with(prefix.as_str()))
-            })
-            .cloned()
-            .collect();
-        for name in doomed {
-            headers.remove(name);
-        }
+    /// Whether a client-sent header with this name is dropped.
+    pub fn matches(&self, name: &HeaderName) -> bool {
+        self.exact.contains(name)
+            || self
+                .prefixes
+                .iter()
+                .any(|prefix| name.as_str().starts_with(prefix.as_str()))
     }
 }
 
@@ -183,7 +171,7 @@ mod tests {
         headers.insert("x-user-role", HeaderValue::from_static("admin"));
         headers.insert("x-roles", HeaderValue::from_static("admin"));
         headers.insert("x-userland", HeaderValue::from_static("kept"));
-        rules.apply(&mut headers);
+        crate::proxy::headers::remove_where(&mut headers, |name| rules.matches(name));
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-userland"));
     }

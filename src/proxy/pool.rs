@@ -259,27 +259,11 @@ async fn reap(pool: Weak<Http1Pool>, every: Duration) {
     }
 }
 
-/// Turns the request's absolute URI into the origin form HTTP/1.1 sends (`/path?query`) with
-/// the authority in `Host` (without the scheme's default port), and returns the absolute URI,
-/// which the connector dials.
+/// Turns the request's absolute URI into the origin form HTTP/1.1 sends (`/path?query`) and
+/// returns the absolute URI, which the connector dials. (`Host` is the caller's: the upstream
+/// sets it, once computed from its URL.)
 fn origin_form(request: &mut Request<ProxyBody>) -> Uri {
     let target = request.uri().clone();
-    if let Some(host) = target.host() {
-        let default_port = match target.scheme_str() {
-            Some("https") => 443,
-            _ => 80,
-        };
-        let value = match target.port_u16() {
-            Some(port) if port != default_port => format!("{host}:{port}"),
-            _ => host.to_owned(),
-        };
-        if let Ok(value) = http::HeaderValue::from_str(&value) {
-            request
-                .headers_mut()
-                .entry(http::header::HOST)
-                .or_insert(value);
-        }
-    }
     let path = target
         .path_and_query()
         .cloned()

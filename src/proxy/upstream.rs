@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -56,6 +57,8 @@ pub struct Upstream {
     pub name: String,
     scheme: Scheme,
     authority: Authority,
+    /// `Host` for HTTP/1.1: the authority without the scheme's default port.
+    host: HeaderValue,
     /// Prepended to the canonical request path; empty or without a trailing `/`.
     path_prefix: String,
     response_timeout: Duration,
@@ -80,6 +83,12 @@ impl Upstream {
                 "the URL needs a scheme and a host",
             )]);
         };
+        let host = host_header(&uri).ok_or_else(|| {
+            vec![Invalid::new(
+                format!("{key}.url"),
+                "the host is not valid in a Host header",
+            )]
+        })?;
         let tls = crate::tls::upstream_client_config(&format!("{key}.tls"), config.tls.as_ref())?;
 
         let mut http = HttpConnector::new();
@@ -125,6 +134,7 @@ impl Upstream {
             name: name.to_owned(),
             scheme,
             authority,
+            host,
             path_prefix: uri.path().trim_end_matches('/').to_owned(),
             response_timeout: config.response_timeout.0,
             transport,
@@ -169,10 +179,14 @@ impl Upstream {
         };
         let exchange = async {
             match &self.transport {
-                Transport::Http1(pool) => pool.send(request).await.map_err(|err| match err {
-                    PoolError::Connect(cause) => classify(&*cause, true),
-                    PoolError::Request(cause) => classify(&cause, false),
-                }),
+                Transport::Http1(pool) => {
+                    let mut request = request;
+                    request.headers_mut().insert(HOST, self.host.clone());
+                    pool.send(request).await.map_err(|err| match err {
+                        PoolError::Connect(cause) => classify(&*cause, true),
+                        PoolError::Request(cause) => classify(&cause, false),
+                    })
+                }
                 Transport::Http2(client) => match client.request(request).await {
                     Ok(response) => Ok(response.map(streaming)),
                     Err(err) => Err(classify(&err, err.is_connect())),
@@ -184,6 +198,21 @@ impl Upstream {
             Ok(result) => result,
         }
     }
+}
+
+/// The `Host` header for an upstream URL: its host, and its port unless the scheme's default.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let text = match uri.port_u16() {
+        Some(port) if port != default_port => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::from_str(&text).ok()
 }
 
 enum Transport {

@@ -61,6 +61,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let activity = Activity::new();
     let conn = Arc::new(ConnInfo {
         peer,
+        peer_text: http::HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
         activity: activity.clone(),
         client_cert,
     });

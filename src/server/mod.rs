@@ -189,6 +189,8 @@ async fn housekeeping(shared: std::sync::Weak<Shared>) {
 /// What a request knows about the connection it came on.
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's address as header text (`X-Forwarded-For`), formatted once per connection.
+    pub peer_text: http::HeaderValue,
     pub activity: Arc<activity::Activity>,
     /// The verified client certificate, when mTLS is on and one was presented.
     pub client_cert: Option<CertificateDer<'static>>,
