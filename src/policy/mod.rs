@@ -8,7 +8,10 @@ mod break_glass;
 mod explain;
 mod relation;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+// Keys come from the config only, so a fast hash without flooding resistance is safe here.
+use foldhash::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -115,7 +118,7 @@ impl Policy {
                 _ => vec![line[1].clone(), line[2].clone()],
             })
             .collect();
-        let mut table: HashMap<String, HashMap<String, Answers>> = HashMap::new();
+        let mut table: HashMap<String, HashMap<String, Answers>> = HashMap::default();
         for question in questions {
             let answers = table
                 .entry(question.resource.clone())

@@ -11,7 +11,6 @@
 
 mod enumeration;
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -94,7 +93,8 @@ impl Policy {
 /// Every policy of a config, by name.
 #[derive(Default)]
 pub struct RateLimits {
-    policies: HashMap<String, Arc<Policy>>,
+    /// By name (config keys only: a fast hash without flooding resistance is safe here).
+    policies: foldhash::HashMap<String, Arc<Policy>>,
     /// Applied to routes that name no policies of their own.
     pub default: Vec<String>,
 }
