@@ -1,7 +1,8 @@
 //! Per-stage benchmarks of the request path (`src/pipeline/`), each stage alone with what it
 //! works on per request:
 //!
-//! - `normalize`: the canonical path of a request path with a `.` segment and `//`.
+//! - `normalize`: the canonical path of a request path with a `.` segment and `//`, and
+//!   `normalize/canonical`: of one that is canonical already (most requests' paths).
 //! - `route`: selecting the route of `/api/patients/p-1001/records` among twelve routes.
 //! - `jwt_verify/cached` and `jwt_verify/uncached`: an EdDSA token's principal, from the
 //!   verified-token cache (a SHA-256 and a map lookup) and with the full signature check.
@@ -58,6 +59,9 @@ fn normalize_and_route(c: &mut Criterion) {
     let rules = PathRules::default();
     c.bench_function("normalize", |b| {
         b.iter(|| canonical_path("/api//patients/./p-1001/records", &rules))
+    });
+    c.bench_function("normalize/canonical", |b| {
+        b.iter(|| canonical_path("/api/patients/p-1001/records", &rules))
     });
 
     let loaded = config::parse(ROUTES, Path::new("bench.yaml"), Path::new("."))
