@@ -259,3 +259,23 @@ pub fn build_all(
         Err(problems)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_the_port_only_when_it_is_not_the_schemes_default() {
+        for (url, host) in [
+            ("http://backend.internal", "backend.internal"),
+            ("http://backend.internal:80/api", "backend.internal"),
+            ("http://127.0.0.1:8080", "127.0.0.1:8080"),
+            ("https://records.example:443", "records.example"),
+            ("https://records.example:8443", "records.example:8443"),
+            ("http://[::1]:9000", "[::1]:9000"),
+        ] {
+            let uri: Uri = url.parse().unwrap();
+            assert_eq!(host_header(&uri).unwrap(), host, "{url}");
+        }
+    }
+}
