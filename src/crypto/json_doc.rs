@@ -326,7 +326,10 @@ impl<'a> Split<'a> {
     fn skip_string(&mut self) -> Result<(), DocError> {
         self.at += 1;
         loop {
-            let found = memchr::memchr2(b'"', b'\\', &self.bytes[self.at..])
+            let found = self
+                .bytes
+                .get(self.at..)
+                .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
                 .ok_or_else(|| DocError::Syntax("unterminated string".to_owned()))?;
             if self.bytes[self.at + found] == b'"' {
                 self.at += found + 1;
@@ -429,6 +432,20 @@ mod tests {
                 text.trim_matches([' ', '\t', '\r', '\n']),
                 "{text}"
             );
+        }
+    }
+
+    /// The split only ever sees text serde_json accepted; should it see anything else, it
+    /// answers with an error rather than a panic.
+    #[test]
+    fn the_split_fails_cleanly_on_text_it_should_never_get() {
+        for text in [r#""abc"#, r#""ab\"#, r#"{"a":1"#, "[1,", "{", r#"{"a""#] {
+            let mut split = Split {
+                text,
+                bytes: text.as_bytes(),
+                at: 0,
+            };
+            assert!(split.value(0).is_err(), "{text:?} split");
         }
     }
 
