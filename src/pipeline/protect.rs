@@ -22,7 +22,7 @@ use crate::crypto::key_store::KeyStoreError;
 use crate::proxy::body::{
     full, read_whole, streaming, LimitedBody, ProxyBody, ReadError, TimedBody,
 };
-use crate::proxy::headers::{content_encoding, json_media_type};
+use crate::proxy::headers::{self, content_encoding, json_media_type};
 use crate::server::Shared;
 
 /// Integrity headers that no longer match once a body is rewritten.
@@ -110,9 +110,9 @@ pub async fn request_body(
                 .field_operations
                 .with_label_values(&["encrypt"])
                 .inc();
-            for name in DIGEST_HEADERS {
-                parts.headers.remove(name);
-            }
+            headers::remove_where(&mut parts.headers, |name| {
+                DIGEST_HEADERS.contains(&name.as_str())
+            });
             Bytes::from(sealed)
         }
         None => bytes,
