@@ -259,6 +259,46 @@ async fn the_upstream_holds_only_ciphertext_and_each_role_sees_what_the_policy_s
 }
 
 #[tokio::test]
+async fn digests_of_a_rewritten_body_are_dropped_and_of_an_untouched_one_kept() {
+    let pki = Pki::new();
+    let upstream = StoringUpstream::start().await;
+    let gateway = start_gateway(&pki, &fields_config(&pki, &upstream.upstream.url())).await;
+    let mut client = Client::h2(&gateway, &pki.ca_cert).await;
+    let patient = principal("patient-li", "patient", None, Some("p-1"));
+    let with_digests = |body: &str| {
+        let mut request = put_json("/api/patients/p-1", &patient, body);
+        for (name, value) in [
+            ("content-digest", "sha-256=:AAAA:"),
+            ("repr-digest", "sha-256=:AAAA:"),
+            ("content-md5", "AAAA"),
+            ("digest", "SHA-256=AAAA"),
+        ] {
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        request
+    };
+    let digests = |seen: &Seen| {
+        ["content-digest", "repr-digest", "content-md5", "digest"]
+            .iter()
+            .filter(|name| seen.headers.contains_key(**name))
+            .count()
+    };
+
+    // The body the upstream gets is not the one the client hashed: its digests would be false.
+    let reply = client
+        .fetch(with_digests(r#"{"id_number":"110101199003071234"}"#))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(digests(upstream.upstream.seen().last().unwrap()), 0);
+
+    // Nothing protected in it: the body goes as sent, and so do its digests.
+    let reply = client.fetch(with_digests(r#"{"note":"plain"}"#)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(digests(upstream.upstream.seen().last().unwrap()), 4);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
 async fn bodies_that_could_carry_a_protected_value_past_the_rules_are_refused() {
     let pki = Pki::new();
     let upstream = StoringUpstream::start().await;
