@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 // Keys come from the config only, so a fast hash without flooding resistance is safe here.
 use foldhash::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
 use sha2::{Digest, Sha256};
@@ -32,15 +32,16 @@ pub struct Decision {
     /// or `default deny`.
     pub rule: Arc<str>,
     /// The role whose grant was used.
-    pub role: Option<String>,
+    pub role: Option<Arc<str>>,
     pub relation: Relation,
 }
 
 impl Decision {
     fn deny(relation: Relation) -> Decision {
+        static DEFAULT_DENY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("default deny"));
         Decision {
             allowed: false,
-            rule: Arc::from("default deny"),
+            rule: DEFAULT_DENY.clone(),
             role: None,
             relation,
         }
@@ -54,8 +55,9 @@ pub struct Question {
     pub action: String,
 }
 
-/// Answers for one resource and action: role -> the allowing rule per relation.
-type Answers = HashMap<String, [Option<Arc<str>>; 5]>;
+/// Answers for one resource and action: role -> the allowing rule per relation. (The role is
+/// an `Arc` so that a decision names it without a copy.)
+type Answers = HashMap<Arc<str>, [Option<Arc<str>>; 5]>;
 
 pub struct Policy {
     /// resource -> action -> answers.
@@ -126,7 +128,7 @@ impl Policy {
                 .entry(question.action.clone())
                 .or_default();
             for role in &roles {
-                let slots = answers.entry(role.clone()).or_default();
+                let slots = answers.entry(Arc::from(role.as_str())).or_default();
                 for relation in Relation::ALL {
                     let asked = (
                         role.as_str(),
@@ -166,26 +168,46 @@ impl Policy {
         resource: &str,
         action: &str,
     ) -> Decision {
-        let answers = self
-            .table
-            .get(resource)
-            .and_then(|actions| actions.get(action));
-        for &relation in relations {
-            for role in roles {
-                let rule = answers
-                    .and_then(|answers| answers.get(role))
-                    .and_then(|slots| relation.slot(slots).as_ref());
-                if let Some(rule) = rule {
-                    return Decision {
-                        allowed: true,
-                        rule: rule.clone(),
-                        role: Some(role.clone()),
-                        relation,
-                    };
-                }
-            }
+        match self.grant(roles, relations, resource, action) {
+            Some((role, rule, relation)) => Decision {
+                allowed: true,
+                rule: rule.clone(),
+                role: Some(role.clone()),
+                relation,
+            },
+            None => Decision::deny(relations.first().copied().unwrap_or(Relation::None)),
         }
-        Decision::deny(relations.first().copied().unwrap_or(Relation::None))
+    }
+
+    /// [`Policy::decide`]'s answer alone, for callers that need no reason (field reveals,
+    /// asked once per protected field).
+    pub fn allows(
+        &self,
+        roles: &[String],
+        relations: &[Relation],
+        resource: &str,
+        action: &str,
+    ) -> bool {
+        self.grant(roles, relations, resource, action).is_some()
+    }
+
+    /// The first role and relation, in the order asked, whose grant allows `action` on
+    /// `resource`, with the rule that allows it.
+    fn grant(
+        &self,
+        roles: &[String],
+        relations: &[Relation],
+        resource: &str,
+        action: &str,
+    ) -> Option<(&Arc<str>, &Arc<str>, Relation)> {
+        let answers = self.table.get(resource)?.get(action)?;
+        relations.iter().find_map(|&relation| {
+            roles.iter().find_map(|role| {
+                let (role, slots) = answers.get_key_value(role.as_str())?;
+                let rule = relation.slot(slots).as_ref()?;
+                Some((role, rule, relation))
+            })
+        })
     }
 }
 
