@@ -59,7 +59,8 @@ impl JwtVerifier {
         }
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    /// The token's principal, shared with the verified-token cache.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         if token.len() > self.max_size {
             return Err(AuthError::TooLarge);
         }
@@ -108,7 +109,7 @@ impl JwtVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|err| map_error(&err))?;
-        let principal = self.principal(&data.claims)?;
+        let principal = Arc::new(self.principal(&data.claims)?);
         if let (Some(token), Some(exp)) = (fingerprint, data.claims["exp"].as_u64()) {
             self.verified.insert(
                 token,

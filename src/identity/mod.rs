@@ -9,6 +9,8 @@ mod mtls;
 mod principal;
 mod token_cache;
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderMap};
 use zeroize::Zeroizing;
 
@@ -112,7 +114,7 @@ impl Identity {
 
     /// A bearer token's principal (the admin API's review endpoint accepts compliance staff's
     /// own tokens).
-    pub async fn verify_bearer(&self, token: &str) -> Result<Principal, AuthError> {
+    pub async fn verify_bearer(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         match &self.jwt {
             Some(verifier) => verifier.verify(token).await,
             None => Err(AuthError::KeysUnavailable),
@@ -124,7 +126,7 @@ impl Identity {
         &self,
         headers: &HeaderMap,
         conn: &ConnInfo,
-    ) -> Result<Option<Principal>, AuthError> {
+    ) -> Result<Option<Arc<Principal>>, AuthError> {
         if let Some(value) = headers.get(header::AUTHORIZATION) {
             let text = value.to_str().map_err(|_| AuthError::Malformed)?;
             let Some(token) = bearer_token(text) else {
@@ -138,7 +140,8 @@ impl Identity {
         Ok(conn
             .client_cert
             .as_ref()
-            .and_then(|cert| self.services.principal(cert)))
+            .and_then(|cert| self.services.principal(cert))
+            .map(Arc::new))
     }
 }
 

@@ -20,7 +20,7 @@ pub struct TokenCache {
 }
 
 struct Entry {
-    principal: Principal,
+    principal: Arc<Principal>,
     /// Seconds since the epoch after which the token is no longer accepted.
     valid_until: u64,
     /// The key set current when the token was verified.
@@ -50,7 +50,7 @@ impl TokenCache {
     }
 
     /// The principal of a token verified earlier, if it is still valid under `keys`.
-    pub fn get(&self, token: &Fingerprint, keys: &Arc<KeySet>) -> Option<Principal> {
+    pub fn get(&self, token: &Fingerprint, keys: &Arc<KeySet>) -> Option<Arc<Principal>> {
         let entries = self.entries.lock().ok()?;
         let entry = entries.get(&token.0)?;
         (entry.valid_until > now() && Arc::ptr_eq(&entry.keys, keys))
@@ -61,7 +61,7 @@ impl TokenCache {
     pub fn insert(
         &self,
         token: Fingerprint,
-        principal: &Principal,
+        principal: &Arc<Principal>,
         valid_until: u64,
         keys: Arc<KeySet>,
     ) {
@@ -106,15 +106,15 @@ mod tests {
     use super::*;
     use crate::identity::principal::AuthMethod;
 
-    fn principal(subject: &str) -> Principal {
-        Principal {
+    fn principal(subject: &str) -> Arc<Principal> {
+        Arc::new(Principal {
             subject: subject.to_owned(),
             roles: vec!["doctor".to_owned()],
             department: None,
             patient_id: None,
             name: None,
             method: AuthMethod::Jwt,
-        }
+        })
     }
 
     #[test]
@@ -129,7 +129,9 @@ mod tests {
         );
         cache.insert(Fingerprint::of("b"), &principal("b"), now(), keys.clone());
         assert_eq!(
-            cache.get(&Fingerprint::of("a"), &keys).map(|p| p.subject),
+            cache
+                .get(&Fingerprint::of("a"), &keys)
+                .map(|p| p.subject.clone()),
             Some("a".to_owned())
         );
         assert!(cache.get(&Fingerprint::of("b"), &keys).is_none());

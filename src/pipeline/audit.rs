@@ -16,7 +16,7 @@ use crate::server::Shared;
 
 pub async fn seal(
     gateway: &Shared,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     announced: Option<Announced>,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
@@ -38,7 +38,9 @@ pub async fn seal(
     }
 }
 
-fn record(gateway: &Shared, ctx: &RequestCtx, status: StatusCode) -> AuditRecord {
+/// The request's record. The field names move into it: nothing after the audit stage reads
+/// them.
+fn record(gateway: &Shared, ctx: &mut RequestCtx, status: StatusCode) -> AuditRecord {
     let route = ctx.route.as_deref();
     let principal = ctx.principal.as_ref();
     let time_ms = ctx
@@ -74,8 +76,8 @@ fn record(gateway: &Shared, ctx: &RequestCtx, status: StatusCode) -> AuditRecord
         rule,
         reason: ctx.auth_failure.or(ctx.rejected).map(str::to_owned),
         break_glass: ctx.break_glass_reason.clone(),
-        fields_revealed: ctx.fields_revealed.clone(),
-        fields_masked: ctx.fields_masked.clone(),
+        fields_revealed: std::mem::take(&mut ctx.fields_revealed),
+        fields_masked: std::mem::take(&mut ctx.fields_masked),
         status: status.as_u16(),
         upstream_status: ctx.upstream_status,
         latency_ms: (ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,

@@ -87,7 +87,7 @@ pub fn authorize(
     let (Some(policy), Some(resource)) = (&runtime.policy, route.resource.as_deref()) else {
         return Err(Rejection::Forbidden);
     };
-    let principal = ctx.principal.as_ref();
+    let principal = ctx.principal.as_deref();
     let Assessment {
         action,
         patient,
@@ -258,7 +258,7 @@ pub(super) fn patient_of(
     extract(
         "patient",
         route.patient.as_ref(),
-        ctx.principal.as_ref(),
+        ctx.principal.as_deref(),
         &ctx.params,
         query,
         headers,

@@ -55,7 +55,7 @@ pub async fn to_upstream(
             || (runtime.consume_authorization && *name == header::AUTHORIZATION)
     });
     UpstreamIdentity {
-        principal: ctx.principal.as_ref(),
+        principal: ctx.principal.as_deref(),
         patient: ctx.patient.as_deref(),
         request_id: &ctx.request_id,
         method: parts.method.as_str(),

@@ -4,6 +4,8 @@
 //! The client learns only "missing" or "invalid"; the specific reason goes to the logs, the
 //! metrics and (with the audit stage) the audit record.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 
 use super::route::Route;
@@ -20,7 +22,7 @@ pub async fn identify(
     ctx: &mut RequestCtx,
     route: &Route,
     headers: &HeaderMap,
-) -> Result<Option<Principal>, Rejection> {
+) -> Result<Option<Arc<Principal>>, Rejection> {
     if route.auth == AuthMode::None {
         return Ok(None);
     }

@@ -55,7 +55,7 @@ pub struct RequestCtx {
     pub rejected: Option<&'static str>,
     pub preflight: bool,
     /// Who is calling, once identified.
-    pub principal: Option<Principal>,
+    pub principal: Option<Arc<Principal>>,
     /// Why authentication failed (specific, unlike what the client is told).
     pub auth_failure: Option<&'static str>,
     /// The patient the request concerns, as the route names it.
@@ -157,7 +157,7 @@ pub async fn handle(
     // 9 audit: last, because the record carries the outcome; on durable routes the response
     //   is released only once its record is committed.
     let announced = ctx.record_announced.take();
-    let mut response = audit::seal(gateway, &ctx, announced, response).await;
+    let mut response = audit::seal(gateway, &mut ctx, announced, response).await;
     finish(gateway, &runtime, &ctx, origin.as_ref(), &mut response);
     response
 }

@@ -126,7 +126,7 @@ pub async fn explain(
         policy,
         &route,
         method,
-        principal.as_ref(),
+        principal.as_deref(),
         &params,
         query,
         headers,
