@@ -5,7 +5,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::record::lower_hex;
+use super::record::prefixed_hex;
 use zeroize::Zeroizing;
 
 pub struct Pseudonymizer {
@@ -25,7 +25,7 @@ impl Pseudonymizer {
         mac.update(b"wardgate-patient-v1\n");
         mac.update(patient_id.as_bytes());
         let digest = mac.finalize().into_bytes();
-        format!("pt_{}", lower_hex(&digest[..16]))
+        prefixed_hex("pt_", &digest[..16])
     }
 
     /// `h_` and 128 bits of HMAC over a field's name and JSON value: a stand-in for a value
@@ -40,7 +40,7 @@ impl Pseudonymizer {
         mac.update(b"\0");
         mac.update(json.as_bytes());
         let digest = mac.finalize().into_bytes();
-        format!("h_{}", lower_hex(&digest[..16]))
+        prefixed_hex("h_", &digest[..16])
     }
 }
 

@@ -68,8 +68,9 @@ pub fn key_id(text: &str) -> Result<u32, FieldCipherError> {
 }
 
 fn aad(header: &[u8], scope: &str, field: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(32 + scope.len() + field.len());
-    aad.extend_from_slice(b"wardgate-field-v1\0");
+    const LABEL: &[u8] = b"wardgate-field-v1\0";
+    let mut aad = Vec::with_capacity(LABEL.len() + header.len() + scope.len() + 1 + field.len());
+    aad.extend_from_slice(LABEL);
     aad.extend_from_slice(header);
     aad.extend_from_slice(scope.as_bytes());
     aad.push(0);

@@ -180,11 +180,7 @@ fn write_name(name: &str, out: &mut String) {
 /// leaves every value's own text as it is.
 fn build(text: &str) -> Result<Node<'_>, DocError> {
     serde_json::from_str::<&RawValue>(text).map_err(|err| DocError::Syntax(err.to_string()))?;
-    let mut split = Split {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut split = Split::new(text);
     split.skip_whitespace();
     split.value(0)
 }
@@ -194,9 +190,24 @@ struct Split<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// The parts of the containers still open, innermost last. A container's parts are
+    /// gathered here and moved into a vector of their exact size when it closes, instead of
+    /// each container growing a vector of its own.
+    open_members: Vec<(Cow<'a, str>, Node<'a>)>,
+    open_elements: Vec<Node<'a>>,
 }
 
 impl<'a> Split<'a> {
+    fn new(text: &'a str) -> Split<'a> {
+        Split {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            open_members: Vec::new(),
+            open_elements: Vec::new(),
+        }
+    }
+
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
@@ -257,11 +268,11 @@ impl<'a> Split<'a> {
 
     /// An object's members, the cursor just inside its `{`; leaves it after the `}`.
     fn members(&mut self, depth: usize) -> Result<Vec<(Cow<'a, str>, Node<'a>)>, DocError> {
-        let mut members = Vec::new();
         if self.next_byte()? == b'}' {
             self.at += 1;
-            return Ok(members);
+            return Ok(Vec::new());
         }
+        let first = self.open_members.len();
         loop {
             let name = self.name()?;
             self.skip_whitespace();
@@ -270,27 +281,28 @@ impl<'a> Split<'a> {
             let value = self
                 .value(depth + 1)
                 .map_err(|err| err.under(&Step::Member(&name)))?;
-            members.push((name, value));
+            self.open_members.push((name, value));
             if self.end_of_container(b'}')? {
-                return Ok(members);
+                return Ok(self.open_members.drain(first..).collect());
             }
         }
     }
 
     /// An array's elements, the cursor just inside its `[`; leaves it after the `]`.
     fn elements(&mut self, depth: usize) -> Result<Vec<Node<'a>>, DocError> {
-        let mut elements = Vec::new();
         if self.next_byte()? == b']' {
             self.at += 1;
-            return Ok(elements);
+            return Ok(Vec::new());
         }
+        let first = self.open_elements.len();
         loop {
+            let index = self.open_elements.len() - first;
             let value = self
                 .value(depth + 1)
-                .map_err(|err| err.under(&Step::Element(elements.len())))?;
-            elements.push(value);
+                .map_err(|err| err.under(&Step::Element(index)))?;
+            self.open_elements.push(value);
             if self.end_of_container(b']')? {
-                return Ok(elements);
+                return Ok(self.open_elements.drain(first..).collect());
             }
         }
     }
@@ -440,11 +452,7 @@ mod tests {
     #[test]
     fn the_split_fails_cleanly_on_text_it_should_never_get() {
         for text in [r#""abc"#, r#""ab\"#, r#"{"a":1"#, "[1,", "{", r#"{"a""#] {
-            let mut split = Split {
-                text,
-                bytes: text.as_bytes(),
-                at: 0,
-            };
+            let mut split = Split::new(text);
             assert!(split.value(0).is_err(), "{text:?} split");
         }
     }

@@ -112,18 +112,18 @@ impl UpstreamIdentity<'_> {
         headers.insert(REQUEST_ID.clone(), self.request_id.clone());
         let (subject, roles, department) = match self.principal {
             Some(principal) => (
-                principal.subject.clone(),
+                principal.subject.as_str(),
                 principal.roles.join(","),
-                principal.department.clone().unwrap_or_default(),
+                principal.department.as_deref().unwrap_or_default(),
             ),
-            None => (String::new(), String::new(), String::new()),
+            None => ("", String::new(), ""),
         };
         let patient = self.patient.unwrap_or_default();
         for (name, value) in [
-            (&SUBJECT, &subject),
-            (&ROLES, &roles),
-            (&DEPARTMENT, &department),
-            (&PATIENT, &patient.to_owned()),
+            (&SUBJECT, subject),
+            (&ROLES, roles.as_str()),
+            (&DEPARTMENT, department),
+            (&PATIENT, patient),
         ] {
             if let Ok(value) = HeaderValue::from_str(value) {
                 if !value.is_empty() {
@@ -142,9 +142,9 @@ impl UpstreamIdentity<'_> {
                 request_id,
                 self.method,
                 self.path_and_query,
-                &subject,
+                subject,
                 &roles,
-                &department,
+                department,
                 patient,
             ]);
             if let (Ok(timestamp), Ok(signature)) = (
