@@ -27,7 +27,7 @@ pub async fn seal(
     if durability == Durability::NotAudited {
         return response;
     }
-    let record = record(gateway, ctx, response.status());
+    let record = record(ctx, response.status());
     match gateway.audit.submit(record, durability, announced).await {
         Ok(()) => response,
         Err(_) => error_response(
@@ -38,9 +38,9 @@ pub async fn seal(
     }
 }
 
-/// The request's record. The field names move into it: nothing after the audit stage reads
-/// them.
-fn record(gateway: &Shared, ctx: &mut RequestCtx, status: StatusCode) -> AuditRecord {
+/// The request's record. The patient's pseudonym and the field names move into it: nothing
+/// after the audit stage reads them.
+fn record(ctx: &mut RequestCtx, status: StatusCode) -> AuditRecord {
     let route = ctx.route.as_deref();
     let principal = ctx.principal.as_ref();
     let time_ms = ctx
@@ -67,7 +67,7 @@ fn record(gateway: &Shared, ctx: &mut RequestCtx, status: StatusCode) -> AuditRe
         method: ctx.method.to_string(),
         route: route.map(|r| r.name.clone()),
         template: route.map(|r| r.template.clone()),
-        patient: ctx.patient.as_deref().map(|id| gateway.audit.pseudonym(id)),
+        patient: ctx.patient_ref.take(),
         resource: route.and_then(|r| r.resource.clone()),
         action: route
             .filter(|r| r.resource.is_some())

@@ -170,15 +170,16 @@ pub fn authorize(
     }
     // An erased patient's data is gone: callers who could reach it are told so (410), and
     // nothing is forwarded (no new data is stored for them either). Others just get 403.
+    let patient_ref = patient.as_deref().map(|id| gateway.audit.pseudonym(id));
     let erased = allowed
-        && match (&gateway.erasure, patient.as_deref()) {
-            (Some(erasure), Some(patient)) => {
-                erasure.has_erased_patients()
-                    && erasure.is_erased(&gateway.audit.pseudonym(patient))
+        && match (&gateway.erasure, &patient_ref) {
+            (Some(erasure), Some(patient_ref)) => {
+                erasure.has_erased_patients() && erasure.is_erased(patient_ref)
             }
             _ => false,
         };
     ctx.patient = patient;
+    ctx.patient_ref = patient_ref;
     ctx.decision = Some(decision);
     ctx.break_glass_reason = break_glass_reason;
     if erased {

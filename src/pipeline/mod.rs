@@ -60,6 +60,9 @@ pub struct RequestCtx {
     pub auth_failure: Option<&'static str>,
     /// The patient the request concerns, as the route names it.
     pub patient: Option<String>,
+    /// That patient's pseudonym, computed once: the scope ciphertexts are bound to, the
+    /// erasure ledger's key and the audit record's `patient`.
+    pub patient_ref: Option<String>,
     pub decision: Option<Decision>,
     /// The reason of the break-glass grant the request used.
     pub break_glass_reason: Option<String>,
@@ -102,6 +105,7 @@ pub async fn handle(
         rejected: None,
         preflight: false,
         principal: None,
+        patient_ref: None,
         auth_failure: None,
         patient: None,
         decision: None,

@@ -90,7 +90,7 @@ pub async fn request_body(
             err.valid_up_to()
         ))
     })?;
-    let scope = patient_scope(gateway, ctx)?;
+    let scope = patient_scope(ctx)?;
     let key = match patient_key(gateway, &scope, true).await? {
         KeyLookup::Key(key) => key,
         KeyLookup::Shredded => return Err(Rejection::PatientErased),
@@ -126,11 +126,8 @@ pub async fn request_body(
 
 /// The scope ciphertexts are bound to: the patient's pseudonym (the key store never sees
 /// the plain id either).
-pub(super) fn patient_scope(gateway: &Shared, ctx: &RequestCtx) -> Result<String, Rejection> {
-    ctx.patient
-        .as_deref()
-        .map(|patient| gateway.audit.pseudonym(patient))
-        .ok_or(Rejection::Forbidden)
+pub(super) fn patient_scope(ctx: &RequestCtx) -> Result<String, Rejection> {
+    ctx.patient_ref.clone().ok_or(Rejection::Forbidden)
 }
 
 /// What the key store has for a patient.

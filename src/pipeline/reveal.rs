@@ -67,7 +67,7 @@ pub async fn response_body(
             "the JSON body is not UTF-8",
         ));
     };
-    let scope = patient_scope(gateway, ctx)?;
+    let scope = patient_scope(ctx)?;
     // Reading needs the key only when there is a ciphertext to open, and never makes one.
     let lookup = if text.contains(PREFIX) {
         patient_key(gateway, &scope, false).await?
