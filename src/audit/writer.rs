@@ -164,6 +164,7 @@ pub fn run(
             }
         }
         let deadline = Instant::now() + settings.group_commit_wait;
+        let announced_before = settings.on_the_way.begin_batch();
         loop {
             while pending.len() < settings.batch_max {
                 match queue.try_recv() {
@@ -181,7 +182,7 @@ pub fn run(
                 && closer.is_none()
                 && !pending.is_empty()
                 && pending.len() < settings.batch_max;
-            if !growing || !settings.on_the_way.wait_until(deadline) {
+            if !growing || !settings.on_the_way.wait_until(announced_before, deadline) {
                 break;
             }
         }
