@@ -12,7 +12,8 @@
 #                 durable audit (committed before the response), 5 fields decrypted per response
 #
 # Prints one table (requests/s, p50, p99, p99.9, ratio to nginx) for HTTP/1.1 keep-alive (wrk)
-# and HTTP/2 (h2load), the latency added over the direct upstream at a paced request rate, and
+# and HTTP/2 (h2load), the latency added over the direct upstream at a paced request rate
+# (independent random waits, then the same wait for every connection), and
 # wardgate's peak RSS with 1,000 connections open. Each table's rows run in ROUNDS interleaved
 # rounds (all rows once, then again...) and each row shows its median round, so a slow spell
 # of the shared machine does not land on one row only.
@@ -364,18 +365,30 @@ table "HTTP/1.1 keep-alive (wrk -t1 -c$connections), $median by requests/s" "${r
 run_rounds 2 h2_row nginx haproxy wg-pass wg-full
 table "HTTP/2 (h2load -t1 -c$connections -m1), $median by requests/s" "${rows[@]}"
 
-# Latency at a fixed pace (well below every proxy's capacity), so it is the added work that
-# shows and not a queue: each connection waits a fixed time after each response.
+# Latency at a pace far below every proxy's capacity, so it is the added work that shows and
+# not a queue: each connection waits a while after each response, on average
+# connections x 1000 / RATE ms. First with independent random waits (users who do not know
+# about each other), then with the same fixed wait for every connection, which keeps
+# connections answered together in step (a burst of 50 every cycle).
 pause=$((connections * 1000 / rate))
 paced_row() {
-  "${load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" -s bench/paced.lua -H "$auth" "$(url "$1")" -- "$pause" \
+  "${load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" -s bench/paced.lua -H "$auth" "$(url "$1")" -- "$pause" "$pacing" \
     | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
 }
+added_p99() {
+  local direct_p99 full_p99
+  direct_p99=$(awk '{print $4}' <<<"${rows[0]}")
+  full_p99=$(awk '{print $4}' <<<"${rows[3]}")
+  echo "added p99 of wg-full over direct ($1): $(ms $((full_p99 - direct_p99))) ms"
+}
+pacing=independent
 run_rounds 4 paced_row direct nginx wg-pass wg-full
-table "Paced: $connections HTTP/1.1 connections, each waiting ${pause} ms between requests (about $rate requests/s), $median by p99" "${rows[@]}"
-direct_p99=$(awk '{print $4}' <<<"${rows[0]}")
-full_p99=$(awk '{print $4}' <<<"${rows[3]}")
-echo "added p99 of wg-full over direct: $(ms $((full_p99 - direct_p99))) ms"
+table "Paced, independent: $connections HTTP/1.1 connections, each waiting a random time (exponential, mean ${pause} ms) between requests (about $rate requests/s), $median by p99" "${rows[@]}"
+added_p99 "independent waits"
+pacing=in-step
+run_rounds 4 paced_row direct nginx wg-pass wg-full
+table "Paced, in step: the same connections, each waiting exactly ${pause} ms between requests, $median by p99" "${rows[@]}"
+added_p99 "in-step waits"
 
 # Peak RSS with 1,000 connections open and busy on the full pipeline.
 "${load[@]}" wrk -t1 -c1000 -d"${seconds}s" -s bench/report.lua -H "$auth" "$(url wg-full)" >"$dir/wrk-1000.txt"
