@@ -288,3 +288,75 @@ fn check_policy_lines(path: &Path, text: &str) -> Result<Vec<Vec<String>>, Vec<I
         Err(problems)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(resource: &str, action: &str) -> Question {
+        Question {
+            resource: resource.to_owned(),
+            action: action.to_owned(),
+        }
+    }
+
+    /// `allows` is `decide`'s answer without the reason, for every role, relation order and
+    /// question of the shipped policy, and for questions the table never asked.
+    #[tokio::test]
+    async fn allows_agrees_with_decide() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let questions: BTreeSet<Question> = [
+            question("medical_record", "read"),
+            question("patient_profile", "write"),
+            question("field:id_number", "reveal"),
+            question("field:diagnosis", "reveal"),
+        ]
+        .into();
+        let policy = Policy::load(
+            &root.join("policies/model.conf"),
+            &root.join("policies/policy.csv"),
+            "policy",
+            &questions,
+        )
+        .await
+        .expect("the shipped policy loads");
+        let roles: Vec<Vec<String>> = policy
+            .roles
+            .iter()
+            .map(|role| vec![role.clone()])
+            .chain([vec![], vec!["nobody".to_owned(), "doctor".to_owned()]])
+            .collect();
+        let orders = [
+            vec![Relation::SelfPatient],
+            vec![Relation::SameDepartment, Relation::Other],
+            vec![Relation::BreakGlass, Relation::SameDepartment],
+            vec![Relation::Other],
+            vec![],
+        ];
+        let asked = questions
+            .iter()
+            .map(|q| (q.resource.as_str(), q.action.as_str()))
+            .chain([("medical_record", "delete"), ("no_such_resource", "read")]);
+        let mut allowed = 0;
+        for (resource, action) in asked {
+            for roles in &roles {
+                for relations in &orders {
+                    let decision = policy.decide(roles, relations, resource, action);
+                    assert_eq!(
+                        policy.allows(roles, relations, resource, action),
+                        decision.allowed,
+                        "{roles:?} {relations:?} {resource} {action}"
+                    );
+                    if decision.allowed {
+                        allowed += 1;
+                        assert!(decision.role.is_some() && decision.rule.starts_with("p, "));
+                    } else {
+                        assert_eq!(&*decision.rule, "default deny");
+                    }
+                }
+            }
+        }
+        // Both answers occur, so the comparison above is not vacuous.
+        assert!(allowed > 0);
+    }
+}
