@@ -25,6 +25,9 @@ pub struct FieldRules {
     fields: Vec<Arc<str>>,
     /// (index into `fields`, path).
     paths: Vec<(usize, JsonPath)>,
+    /// How many levels of containers the paths reach into (`usize::MAX` with a `..name`):
+    /// reveal splits a response only that deep and copies the rest as it is.
+    levels: usize,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +81,12 @@ impl FieldRules {
                 .paths
                 .extend(paths.iter().map(|path| (index, path.clone())));
         }
+        compiled.levels = compiled
+            .paths
+            .iter()
+            .map(|(_, path)| path.levels().unwrap_or(usize::MAX))
+            .max()
+            .unwrap_or(0);
         compiled
     }
 
@@ -129,7 +138,10 @@ impl FieldRules {
         reveal_of: &mut dyn FnMut(&str) -> Reveal,
         hash: &dyn Fn(&str, &str) -> String,
     ) -> Result<Revealed, DocError> {
-        let mut doc = Node::parse(body)?;
+        // Only as deep as the paths reach: a response is the backend's, and what no path
+        // selects passes as it came. (A request body is split whole: `protect` refuses
+        // duplicate names at any depth before it reaches the backend.)
+        let mut doc = Node::parse_levels(body, self.levels)?;
         let mut outcome = Revealed::default();
         let mut decided: Vec<Option<Reveal>> = vec![None; self.fields.len()];
         let changed = self.walk(&mut doc, &self.start(), &mut |field, node| {
@@ -285,6 +297,36 @@ mod tests {
     }
 
     #[test]
+    fn reveal_splits_only_as_deep_as_the_paths_reach() {
+        assert_eq!(rules(&[("phone", &["$..phone"])]).levels, usize::MAX);
+        let rules = rules(&[
+            ("phone", &["$.contact.phone"]),
+            ("id_number", &["$.id_number"]),
+        ]);
+        assert_eq!(rules.levels, 2);
+        let sealed = rules
+            .protect(
+                r#"{"id_number":"1101","contact":{"phone":"138"}}"#,
+                &key(),
+                "pt_1",
+            )
+            .unwrap()
+            .unwrap();
+        // The backend adds deeper values of its own, one with a name twice and brackets in
+        // its strings: nothing selects them, so they come back exactly as they were.
+        let deeper = r#"{"x":{"y": [1, {"z":"]}\"{"}], "y":null}}"#;
+        let answer = format!(r#"{{"extra": {deeper}, {}"#, &sealed[1..]);
+        let shown = rules
+            .reveal(&answer, Ok(&key()), "pt_1", &mut plain_for_all, &no_hash)
+            .unwrap();
+        assert_eq!(
+            shown.body.unwrap(),
+            format!(r#"{{"extra":{deeper},"id_number":"1101","contact":{{"phone":"138"}}}}"#)
+        );
+        assert_eq!(shown.revealed.len(), 2);
+    }
+
+    #[test]
     fn planted_ciphertexts_are_refused_however_spelled() {
         let rules = rules(&[("id_number", &["$.id_number"])]);
         for body in [
@@ -407,13 +449,22 @@ mod tests {
 
         proptest! {
             #[test]
-            fn protect_then_reveal_is_the_identity_for_any_json(value in json(), pretty in any::<bool>()) {
+            fn protect_then_reveal_is_the_identity_for_any_json(
+                value in json(),
+                pretty in any::<bool>(),
+                descend in any::<bool>(),
+            ) {
                 let text = if pretty {
                     serde_json::to_string_pretty(&value).unwrap()
                 } else {
                     serde_json::to_string(&value).unwrap()
                 };
-                let rules = rules(&[("phone", &["$..phone"]), ("a", &["$.a", "$.items[*].a", "$[*]"])]);
+                // Without the `..` path, reveal splits the body only three levels deep.
+                let rules = if descend {
+                    rules(&[("phone", &["$..phone"]), ("a", &["$.a", "$.items[*].a", "$[*]"])])
+                } else {
+                    rules(&[("a", &["$.a", "$.items[*].a", "$[*]"])])
+                };
                 let sealed = rules.protect(&text, &key(), "pt_1").unwrap();
                 let Some(sealed) = sealed else {
                     return Ok(());

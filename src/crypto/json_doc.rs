@@ -64,7 +64,15 @@ const SMALL_OBJECT: usize = 16;
 
 impl<'a> Node<'a> {
     pub fn parse(text: &'a str) -> Result<Node<'a>, DocError> {
-        build(text)
+        build(text, usize::MAX)
+    }
+
+    /// Like [`Node::parse`], but only the containers less than `levels` deep are split (the
+    /// root is at depth 0); deeper ones are kept whole, as a [`Node::Leaf`] with their exact
+    /// text, and are neither checked for duplicate names nor measured for depth (serde_json
+    /// still validates the whole text). For reading bodies whose paths reach only so deep.
+    pub fn parse_levels(text: &'a str, levels: usize) -> Result<Node<'a>, DocError> {
+        build(text, levels)
     }
 
     /// The value's JSON text as it would be written now.
@@ -178,9 +186,9 @@ fn write_name(name: &str, out: &mut String) {
 /// needs, so a second pass of our own finds them. That pass only reads text already known to
 /// be valid JSON: it tells strings, containers and the separators between them apart, and
 /// leaves every value's own text as it is.
-fn build(text: &str) -> Result<Node<'_>, DocError> {
+fn build(text: &str, levels: usize) -> Result<Node<'_>, DocError> {
     serde_json::from_str::<&RawValue>(text).map_err(|err| DocError::Syntax(err.to_string()))?;
-    let mut split = Split::new(text);
+    let mut split = Split::new(text, levels);
     split.skip_whitespace();
     split.value(0)
 }
@@ -190,6 +198,8 @@ struct Split<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// Containers this deep or deeper are kept whole.
+    levels: usize,
     /// The parts of the containers still open, innermost last. A container's parts are
     /// gathered here and moved into a vector of their exact size when it closes, instead of
     /// each container growing a vector of its own.
@@ -198,11 +208,12 @@ struct Split<'a> {
 }
 
 impl<'a> Split<'a> {
-    fn new(text: &'a str) -> Split<'a> {
+    fn new(text: &'a str, levels: usize) -> Split<'a> {
         Split {
             text,
             bytes: text.as_bytes(),
             at: 0,
+            levels,
             open_members: Vec::new(),
             open_elements: Vec::new(),
         }
@@ -227,6 +238,10 @@ impl<'a> Split<'a> {
     fn value(&mut self, depth: usize) -> Result<Node<'a>, DocError> {
         let start = self.at;
         match self.next_byte()? {
+            b'{' | b'[' if depth >= self.levels => {
+                self.skip_container()?;
+                Ok(Node::Leaf(&self.text[start..self.at]))
+            }
             open @ (b'{' | b'[') => {
                 if depth >= MAX_DEPTH {
                     return Err(DocError::TooDeep { at: "$".to_owned() });
@@ -332,6 +347,29 @@ impl<'a> Split<'a> {
         serde_json::from_str::<String>(quoted)
             .map(Cow::Owned)
             .map_err(|err| DocError::Syntax(err.to_string()))
+    }
+
+    /// Moves the cursor from a container's opening bracket to just after its closing one.
+    fn skip_container(&mut self) -> Result<(), DocError> {
+        let mut open = 0usize;
+        loop {
+            match self.next_byte()? {
+                b'"' => {
+                    self.skip_string()?;
+                    continue;
+                }
+                b'{' | b'[' => open += 1,
+                b'}' | b']' => {
+                    open = open.saturating_sub(1);
+                    if open == 0 {
+                        self.at += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.at += 1;
+        }
     }
 
     /// Moves the cursor from a string's opening quote to just after its closing one.
@@ -452,9 +490,40 @@ mod tests {
     #[test]
     fn the_split_fails_cleanly_on_text_it_should_never_get() {
         for text in [r#""abc"#, r#""ab\"#, r#"{"a":1"#, "[1,", "{", r#"{"a""#] {
-            let mut split = Split::new(text);
+            let mut split = Split::new(text, usize::MAX);
             assert!(split.value(0).is_err(), "{text:?} split");
         }
+    }
+
+    #[test]
+    fn a_partial_split_keeps_deeper_containers_whole() {
+        let text = r#"{"a": {"s": "}]\"{[", "n": [1, {"b": 2}]}, "c": [ "x" ], "d": 3}"#;
+        let doc = Node::parse_levels(text, 1).unwrap();
+        let Node::Object { members, .. } = &doc else {
+            panic!("the root is split");
+        };
+        let parts: Vec<(&str, &str)> = members
+            .iter()
+            .map(|(name, value)| match value {
+                Node::Leaf(raw) => (name.as_ref(), *raw),
+                _ => panic!("{name} is kept whole"),
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                ("a", r#"{"s": "}]\"{[", "n": [1, {"b": 2}]}"#),
+                ("c", r#"[ "x" ]"#),
+                ("d", "3")
+            ]
+        );
+        assert!(matches!(Node::parse_levels(text, 0), Ok(Node::Leaf(raw)) if raw == text));
+        // Names twice below the split are not looked for; at the levels split they still are.
+        assert!(Node::parse_levels(r#"{"a":{"x":1,"x":2}}"#, 1).is_ok());
+        assert!(matches!(
+            Node::parse_levels(r#"{"a":1,"a":2}"#, 1),
+            Err(DocError::DuplicateMember { .. })
+        ));
     }
 
     #[test]

@@ -99,6 +99,16 @@ impl JsonPath {
         self.segments.len()
     }
 
+    /// How many levels of containers must be opened to find what the path selects: one per
+    /// step, or all of them (`None`) when a `..name` step may match at any depth.
+    pub(crate) fn levels(&self) -> Option<usize> {
+        let descends = self
+            .segments
+            .iter()
+            .any(|segment| matches!(segment, Segment::Descendant(_)));
+        (!descends).then_some(self.segments.len())
+    }
+
     /// The positions reached by taking `step` from position `at` (0 = the root): none, one,
     /// or two (`..name` both matches here and keeps looking further down). A position equal
     /// to `len()` means the value at that step matches.
