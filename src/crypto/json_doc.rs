@@ -492,6 +492,8 @@ mod tests {
         for text in [r#""abc"#, r#""ab\"#, r#"{"a":1"#, "[1,", "{", r#"{"a""#] {
             let mut split = Split::new(text, usize::MAX);
             assert!(split.value(0).is_err(), "{text:?} split");
+            let mut kept_whole = Split::new(text, 0);
+            assert!(kept_whole.value(0).is_err(), "{text:?} kept whole");
         }
     }
 
