@@ -1,4 +1,4 @@
-//! Connection activity: when bytes last moved and how many requests are in flight, so an
+//! Connection activity: whether bytes moved and how many requests are in flight, so an
 //! idle keep-alive or WebSocket connection can be closed without cutting a slow request.
 
 use std::io;
@@ -6,28 +6,28 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
+/// Reads and writes count their moves rather than note the time: a clock read on every read
+/// and write of every connection showed in the profiles. A watch samples the count instead.
 pub struct Activity {
-    epoch: Instant,
-    last_millis: AtomicU64,
+    moves: AtomicU64,
     in_flight: AtomicUsize,
 }
 
 impl Activity {
     pub fn new() -> Arc<Self> {
         Arc::new(Activity {
-            epoch: Instant::now(),
-            last_millis: AtomicU64::new(0),
+            moves: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         })
     }
 
     fn touch(&self) {
-        let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_millis.store(millis, Ordering::Relaxed);
+        self.moves.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Marks a request as being handled until the guard is dropped.
@@ -36,20 +36,24 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
-    }
-
-    /// Completes once no bytes have moved for `timeout` while no request was in flight.
+    /// Completes once no bytes have moved for `timeout` while no request was in flight. The
+    /// count is sampled every eighth of `timeout` (at least every 50 ms), so the connection is
+    /// closed between `timeout` and an eighth more after it fell quiet. Several watches may
+    /// share one connection's activity (a WebSocket relay and its connection): each keeps the
+    /// count it saw last.
     pub async fn idle_expired(&self, timeout: Duration) {
+        let step = (timeout / 8).max(Duration::from_millis(50));
+        let mut seen = self.moves.load(Ordering::Relaxed);
+        let mut quiet_since = Instant::now();
         loop {
-            let idle = self.idle_for();
-            if idle >= timeout && self.in_flight.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(step.min(timeout)).await;
+            let moves = self.moves.load(Ordering::Relaxed);
+            if moves != seen || self.in_flight.load(Ordering::Relaxed) > 0 {
+                seen = moves;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= timeout {
                 return;
             }
-            let wait = timeout.saturating_sub(idle).max(Duration::from_millis(50));
-            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -75,7 +79,6 @@ pin_project_lite::pin_project! {
 
 impl<T> ActivityIo<T> {
     pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        activity.touch();
         ActivityIo { inner, activity }
     }
 }
@@ -133,5 +136,75 @@ impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(8);
+
+    /// Drives `watch` for `span`, calling `during` every second; fails if it completes.
+    async fn survives(
+        watch: &mut Pin<&mut impl std::future::Future<Output = ()>>,
+        span: Duration,
+        during: impl Fn(),
+    ) {
+        let end = Instant::now() + span;
+        while Instant::now() < end {
+            tokio::select! {
+                () = watch.as_mut() => panic!("the idle watch completed on a busy connection"),
+                () = tokio::time::sleep(Duration::from_secs(1)) => during(),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_expires_after_its_timeout_and_not_much_later() {
+        let activity = Activity::new();
+        let started = Instant::now();
+        activity.idle_expired(TIMEOUT).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= TIMEOUT && waited <= TIMEOUT + TIMEOUT / 8,
+            "expired after {waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_moving_or_a_request_in_flight_keep_a_connection_open() {
+        let activity = Activity::new();
+        let watch = activity.idle_expired(TIMEOUT);
+        tokio::pin!(watch);
+
+        survives(&mut watch, TIMEOUT * 3, || activity.touch()).await;
+        let in_flight = activity.request_started();
+        survives(&mut watch, TIMEOUT * 3, || {}).await;
+        drop(in_flight);
+
+        let quiet = Instant::now();
+        watch.await;
+        let waited = quiet.elapsed();
+        assert!(
+            waited >= TIMEOUT && waited <= TIMEOUT + TIMEOUT / 8 + Duration::from_secs(1),
+            "expired {waited:?} after the request ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_watches_on_one_connection_each_see_its_bytes_move() {
+        let activity = Activity::new();
+        let first = activity.idle_expired(TIMEOUT);
+        let second = activity.idle_expired(TIMEOUT);
+        tokio::pin!(first, second);
+        let both = async {
+            tokio::select! {
+                () = first.as_mut() => panic!("the first watch missed the moves"),
+                () = second.as_mut() => panic!("the second watch missed the moves"),
+            }
+        };
+        tokio::pin!(both);
+        survives(&mut both, TIMEOUT * 3, || activity.touch()).await;
     }
 }
