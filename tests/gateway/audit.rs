@@ -357,7 +357,9 @@ async fn audit_verify_catches_every_kind_of_tampering() {
             c.execute("DELETE FROM audit_records WHERE seq > 95", []).unwrap();
         }), "the chain ends at seq 95 but a checkpoint signs seq 120: records 96..120 were removed (truncated tail)"),
         ("forge a checkpoint", Box::new(|c| {
-            c.execute("UPDATE audit_checkpoints SET hash = 'ff' || substr(hash, 3) WHERE seq = 50", []).unwrap();
+            // Flip the first hex digit to one it is not, so the edit always changes the hash.
+            let changed = c.execute("UPDATE audit_checkpoints SET hash = (CASE WHEN substr(hash, 1, 1) = '0' THEN '1' ELSE '0' END) || substr(hash, 2) WHERE seq = 50", []).unwrap();
+            assert_eq!(changed, 1, "a checkpoint at seq 50 exists");
         }), "the checkpoint at seq 50 has no valid signature (forged or edited)"),
         ("rewrite the whole chain after a checkpoint", Box::new(move |c| {
             // Re-hash every record from 20 on, as a careful forger would: links are intact,
