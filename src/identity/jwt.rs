@@ -88,7 +88,10 @@ impl JwtVerifier {
                 };
                 let header =
                     jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
-                let found = self.keys.find(header.kid.as_deref()).await;
+                // Boxed: the key set may be fetched, a large future needed only for a token
+                // not seen before; inline, every request's state would carry its space.
+                let finding = Box::pin(self.keys.find(header.kid.as_deref()));
+                let found = finding.await;
                 let found = match found {
                     Some(found) => found,
                     None if self.keys.key_count() == 0 => return Err(AuthError::KeysUnavailable),

@@ -124,9 +124,15 @@ pub async fn handle(
     //   queue work the backend cannot take; the admin listener is separate and never shed.
     let in_flight = gateway.in_flight.clone().try_acquire_owned();
     let outcome = match in_flight {
-        // Boxed: a request waiting on its audit commit then holds a few hundred bytes of
-        // pipeline state, not the space of every stage before it (RSS at 1,000 connections).
-        Ok(_permit) => Box::pin(stages(gateway, &runtime, conn, &mut ctx, request)).await,
+        Ok(_permit) => {
+            // Boxed: a request waiting on its audit commit then holds a few hundred bytes of
+            // pipeline state, not the space of every stage before it (RSS at 1,000
+            // connections), and this future stays small enough to move cheaply. Bound by a
+            // `let`: a temporary lives to the end of its statement, so `Box::pin(..).await`
+            // would keep the unboxed future's space in this one's state all the same.
+            let staged = Box::pin(stages(gateway, &runtime, conn, &mut ctx, request));
+            staged.await
+        }
         Err(_) => {
             gateway
                 .metrics

@@ -129,7 +129,10 @@ impl Http1Pool {
             tokio::select! {
                 permit = self.open.clone().acquire_owned() => {
                     let open = permit.map_err(|closed| PoolError::Connect(closed.into()))?;
-                    return self.connect(uri, open).await;
+                    // Boxed: connecting is rare and its future large; inline, every request's
+                    // state would carry (and move) its space.
+                    let connecting = Box::pin(self.connect(uri, open));
+                    return connecting.await;
                 }
                 () = self.returned.notified() => {}
             }
