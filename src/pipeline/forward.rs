@@ -8,6 +8,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 
+use super::normalize::CanonicalTarget;
 use super::route::Route;
 use super::{Rejection, RequestCtx};
 use crate::proxy::body::ProxyBody;
@@ -24,7 +25,7 @@ pub async fn to_upstream(
     conn: &ConnInfo,
     ctx: &mut RequestCtx,
     route: &Route,
-    path: &str,
+    target: &CanonicalTarget,
     request: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, Rejection> {
     let (mut parts, body) = request.into_parts();
@@ -43,7 +44,7 @@ pub async fn to_upstream(
 
     let upstream = &route.upstream;
     let uri = upstream
-        .uri_for(path, parts.uri.query())
+        .uri_for(target.path_and_query())
         .map_err(|_| Rejection::BadPath(super::normalize::PathError::BadPercentEncoding))?;
     let mut outgoing = parts.headers;
     headers::remove_hop_by_hop(&mut outgoing);
@@ -59,7 +60,7 @@ pub async fn to_upstream(
         patient: ctx.patient.as_deref(),
         request_id: &ctx.request_id,
         method: parts.method.as_str(),
-        path_and_query: uri.path_and_query().map_or(path, |pq| pq.as_str()),
+        path_and_query: uri.path_and_query().map_or(target.path(), |pq| pq.as_str()),
     }
     .inject(&mut outgoing, runtime.signer.as_ref());
     if websocket {

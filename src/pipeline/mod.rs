@@ -30,6 +30,8 @@ pub use normalize::{canonical_path, check_canonical, PathError};
 pub use rejection::{error_response, Rejection};
 pub use route::{Matched, Route, RouteTable};
 
+use normalize::CanonicalTarget;
+
 use crate::audit::on_the_way::Announced;
 use crate::config::Durability;
 use crate::identity::Principal;
@@ -181,14 +183,15 @@ async fn stages(
 ) -> Result<Response<ProxyBody>, Rejection> {
     // 1 normalize: first, so that routing and every later decision see the one canonical
     //   path, which is also exactly the path forwarded.
-    let path = normalize::canonical_path(request.uri().path(), &runtime.paths)?;
+    let target = CanonicalTarget::of(request.uri(), &runtime.paths)?;
+    let path = target.path();
 
     // 2 route: deny by default; a request that matches no route never reaches an upstream.
     //   A CORS preflight is routed as the method it asks about, and answered right here:
     //   browsers send it without credentials, so it must come before identification.
     let preflight = cors::preflight_method(&request);
     let method = preflight.as_ref().unwrap_or(request.method());
-    let Matched { route, params } = match runtime.routes.select(&path, method) {
+    let Matched { route, params } = match runtime.routes.select(path, method) {
         Err(Rejection::MethodNotAllowed { .. }) if preflight.is_some() => {
             return Err(Rejection::CorsDenied)
         }
@@ -246,7 +249,7 @@ async fn stages(
     // 7 forward: headers that clients could spoof are replaced on the way out, and the
     //   verified identity is sent along, signed.
     let response =
-        forward::to_upstream(gateway, runtime, conn, ctx, &route, &path, request).await?;
+        forward::to_upstream(gateway, runtime, conn, ctx, &route, &target, request).await?;
 
     // 8 reveal: protected values in the response are shown as this caller may see them;
     //   before audit, whose record names the fields revealed.

@@ -11,6 +11,10 @@
 //! control characters (raw or encoded), encoded dot segments (`%2e%2e`), double encoding
 //! (`%252e`), invalid percent-encoding, raw non-ASCII bytes, and `;` unless allowed.
 
+use std::borrow::Cow;
+
+use http::uri::{PathAndQuery, Uri};
+
 use crate::config::PathRules;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -55,12 +59,48 @@ impl PathError {
     }
 }
 
-/// The canonical form of `raw` (a request path without its query), or why it is refused.
-pub fn canonical_path(raw: &str, rules: &PathRules) -> Result<String, PathError> {
+/// The canonical form of `raw` (a request path without its query), or why it is refused;
+/// borrowed when `raw` already is canonical.
+pub fn canonical_path<'a>(raw: &'a str, rules: &PathRules) -> Result<Cow<'a, str>, PathError> {
     if already_canonical(raw, rules) {
-        return Ok(raw.to_owned());
+        return Ok(Cow::Borrowed(raw));
     }
-    normalize(raw, rules)
+    normalize(raw, rules).map(Cow::Owned)
+}
+
+/// A request's canonical path and its query (unchanged): what is routed, authorized and
+/// forwarded. Most paths already are canonical; those keep the request's own path and query,
+/// whose bytes are shared rather than copied.
+#[derive(Clone, Debug)]
+pub struct CanonicalTarget(PathAndQuery);
+
+impl CanonicalTarget {
+    /// The canonical target of a request's URI, or why its path is refused.
+    pub fn of(uri: &Uri, rules: &PathRules) -> Result<CanonicalTarget, PathError> {
+        let path = canonical_path(uri.path(), rules)?;
+        if let (Cow::Borrowed(_), Some(received)) = (&path, uri.path_and_query()) {
+            return Ok(CanonicalTarget(received.clone()));
+        }
+        let query = uri.query();
+        let mut target = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+        target.push_str(&path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        // A canonical path is plain ASCII and the query was accepted in the request already.
+        PathAndQuery::try_from(target)
+            .map(CanonicalTarget)
+            .map_err(|_| PathError::BadPercentEncoding)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.path()
+    }
+
+    pub fn path_and_query(&self) -> &PathAndQuery {
+        &self.0
+    }
 }
 
 /// Whether `raw` is its own canonical form without decoding anything, as most requests'
@@ -333,8 +373,8 @@ mod tests {
                     },
                 ] {
                     assert_eq!(
-                        canonical_path(path, &rules),
-                        normalize(path, &rules),
+                        canonical_path(path, &rules).as_deref(),
+                        normalize(path, &rules).as_deref(),
                         "the shortcut disagrees on {path:?}"
                     );
                     if let Ok(canonical) = canonical_path(path, &rules) {
@@ -348,6 +388,29 @@ mod tests {
             }
             paths = longer;
         }
+    }
+
+    #[test]
+    fn a_target_keeps_the_query_and_only_a_canonical_path_as_received() {
+        let target = |uri: &str| {
+            CanonicalTarget::of(&uri.parse::<Uri>().unwrap(), &strict())
+                .map(|t| (t.path().to_owned(), t.path_and_query().as_str().to_owned()))
+        };
+        assert_eq!(
+            target("/api/patients/p-1?since=2026-01-01&x=%2e%2e"),
+            Ok((
+                "/api/patients/p-1".into(),
+                "/api/patients/p-1?since=2026-01-01&x=%2e%2e".into()
+            ))
+        );
+        assert_eq!(
+            target("/api//patients/./p%2D1/?q"),
+            Ok(("/api/patients/p-1/".into(), "/api/patients/p-1/?q".into()))
+        );
+        assert_eq!(
+            target("https://gateway.example/api/%2e%2e/x?q"),
+            Err(PathError::EncodedDotSegment)
+        );
     }
 
     #[test]

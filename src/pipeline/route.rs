@@ -9,7 +9,7 @@ use http::{HeaderValue, Method};
 
 use super::cors::Cors;
 use super::Rejection;
-use crate::config::{AuthMode, Config, Durability, Invalid, NonJsonBody, ValueSource};
+use crate::config::{AuthMode, Config, Durability, Invalid, NonJsonBody, ValueFrom, ValueSource};
 use crate::crypto::fields::FieldRules;
 use crate::crypto::json_path::JsonPath;
 use crate::policy::Question;
@@ -36,6 +36,9 @@ pub struct Route {
     pub non_json_body: NonJsonBody,
     /// Rate limit policies by name; `None`: `rate_limits.default`.
     pub rate_limits: Option<Vec<String>>,
+    /// Whether the patient or department comes from the path: only then are the template's
+    /// parameters copied out of the path for the request.
+    pub reads_path_params: bool,
 }
 
 impl Route {
@@ -74,7 +77,8 @@ impl Route {
     }
 }
 
-/// The matched route and the template's parameters (`patient_id` -> `p-1001`).
+/// The matched route and the template's parameters (`patient_id` -> `p-1001`), or no
+/// parameters when the route reads none of them.
 pub struct Matched {
     pub route: Arc<Route>,
     pub params: Vec<(String, String)>,
@@ -170,6 +174,10 @@ impl RouteTable {
                 fields: field_rules(&key, &route.fields, &mut problems),
                 non_json_body: route.non_json_body,
                 rate_limits: route.rate_limits.clone(),
+                reads_path_params: [&route.patient, &route.department]
+                    .into_iter()
+                    .flatten()
+                    .any(|source| source.from == ValueFrom::Path),
             }));
         }
         let mut router = matchit::Router::new();
@@ -196,11 +204,6 @@ impl RouteTable {
     /// the methods that would be served) when one matches but not for this method.
     pub fn select(&self, path: &str, method: &Method) -> Result<Matched, Rejection> {
         let found = self.router.at(path).map_err(|_| Rejection::NoRoute)?;
-        let params: Vec<(String, String)> = found
-            .params
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
         let candidates = found.value.iter().map(|&i| &self.routes[i]);
         // HEAD is served wherever GET is, as every HTTP server does.
         let serves = |route: &Route| {
@@ -208,6 +211,15 @@ impl RouteTable {
                 || (method == Method::HEAD && route.methods.contains(&Method::GET))
         };
         if let Some(route) = candidates.clone().find(|route| serves(route)) {
+            let params = if route.reads_path_params {
+                found
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             return Ok(Matched {
                 route: route.clone(),
                 params,

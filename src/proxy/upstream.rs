@@ -142,19 +142,22 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI for a canonical path and the request's query, unchanged.
-    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
-        let mut target = String::with_capacity(self.path_prefix.len() + path.len() + 1);
-        target.push_str(&self.path_prefix);
-        target.push_str(path);
-        if let Some(query) = query {
-            target.push('?');
-            target.push_str(query);
-        }
+    /// The upstream URI for a request's (canonical) path and query: under the upstream's
+    /// path prefix, if it has one.
+    pub fn uri_for(&self, target: &PathAndQuery) -> Result<Uri, http::Error> {
+        let path_and_query = if self.path_prefix.is_empty() {
+            target.clone()
+        } else {
+            let mut prefixed =
+                String::with_capacity(self.path_prefix.len() + target.as_str().len());
+            prefixed.push_str(&self.path_prefix);
+            prefixed.push_str(target.as_str());
+            PathAndQuery::try_from(prefixed)?
+        };
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(PathAndQuery::try_from(target)?)
+            .path_and_query(path_and_query)
             .build()
     }
 
