@@ -107,22 +107,30 @@ impl CanonicalTarget {
 /// paths are: no escapes, no byte a segment refuses, no dot or empty segment (but a trailing
 /// slash). [`normalize`] would give it back unchanged, one allocation per segment later.
 fn already_canonical(raw: &str, rules: &PathRules) -> bool {
-    let Some(rest) = raw.strip_prefix('/') else {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
         return false;
-    };
-    let plain = raw.bytes().all(|byte| match byte {
-        b'%' | b'\\' | 0..=0x1f | 0x7f..=0xff => false,
-        b';' => rules.allow_semicolon,
-        _ => true,
-    });
-    let mut segments = rest.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        if segment == "." || segment == ".." || (segment.is_empty() && !last) {
-            return false;
+    }
+    // One pass over the bytes: most paths are short, and splitting them into `str` segments
+    // cost more than the check itself.
+    let mut segment_start = 1;
+    for (at, &byte) in bytes.iter().enumerate().skip(1) {
+        match byte {
+            b'/' if plain_segment_refused(&bytes[segment_start..at]) => return false,
+            b'/' => segment_start = at + 1,
+            b'%' | b'\\' | 0..=0x1f | 0x7f..=0xff => return false,
+            b';' if !rules.allow_semicolon => return false,
+            _ => {}
         }
     }
-    plain
+    // The last segment may be empty: a trailing slash is kept.
+    !matches!(&bytes[segment_start..], b"." | b"..")
+}
+
+/// Whether a segment before a `/` keeps a path from being canonical as it is: an empty,
+/// `.` or `..` segment.
+fn plain_segment_refused(segment: &[u8]) -> bool {
+    matches!(segment, b"" | b"." | b"..")
 }
 
 /// [`canonical_path`] the long way: each segment decoded, dot segments resolved.
