@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 pub enum Node<'a> {
@@ -180,17 +181,86 @@ fn write_name(name: &str, out: &mut String) {
     }
 }
 
-/// Splits `text` into its parts, all of them, in two passes over the text. serde_json first
-/// validates the whole document, so a syntax error is reported once, with its line and
+/// Splits `text` into its parts (down to `levels`), in two passes over the text. serde_json
+/// first validates the whole document, so a syntax error is reported once, with its line and
 /// column; it does not say where nested values begin and end, which the byte-for-byte rewrite
 /// needs, so a second pass of our own finds them. That pass only reads text already known to
 /// be valid JSON: it tells strings, containers and the separators between them apart, and
-/// leaves every value's own text as it is.
+/// leaves every value's own text as it is. An object split one level deep, the usual
+/// response, takes one pass: serde_json can hand over its members' values as their text.
 fn build(text: &str, levels: usize) -> Result<Node<'_>, DocError> {
-    serde_json::from_str::<&RawValue>(text).map_err(|err| DocError::Syntax(err.to_string()))?;
+    if levels == 1 && text.trim_start_matches(JSON_WHITESPACE).starts_with('{') {
+        return object_of_whole_members(text);
+    }
+    serde_json::from_str::<&RawValue>(text).map_err(syntax)?;
     let mut split = Split::new(text, levels);
     split.skip_whitespace();
     split.value(0)
+}
+
+const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+fn syntax(err: serde_json::Error) -> DocError {
+    DocError::Syntax(err.to_string())
+}
+
+/// An object split one level deep, its members' values kept whole, in one pass: serde_json
+/// validates the text and hands each member's value over as its exact text (a `RawValue`),
+/// so the second pass is not needed. The usual response shape, whose field paths are all
+/// `$.name`; the same tree [`Split`] builds with `levels` 1.
+fn object_of_whole_members(text: &str) -> Result<Node<'_>, DocError> {
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = Vec<(Cow<'de, str>, Node<'de>)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut members = Vec::new();
+            while let Some(MemberName(name)) = map.next_key()? {
+                let value: &'de RawValue = map.next_value()?;
+                members.push((name, Node::Leaf(value.get())));
+            }
+            Ok(members)
+        }
+    }
+
+    let mut parser = serde_json::Deserializer::from_str(text);
+    let members = parser.deserialize_map(Members).map_err(syntax)?;
+    parser.end().map_err(syntax)?;
+    check_unique(&members)?;
+    Ok(Node::Object {
+        raw: text.trim_matches(JSON_WHITESPACE),
+        members,
+        changed: false,
+    })
+}
+
+/// A member name, borrowed from the document when it has no escapes.
+struct MemberName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> Visitor<'de> for Name {
+            type Value = MemberName<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Owned(name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
 }
 
 /// The second pass: a cursor over validated JSON text.
@@ -526,6 +596,62 @@ mod tests {
             Node::parse_levels(r#"{"a":1,"a":2}"#, 1),
             Err(DocError::DuplicateMember { .. })
         ));
+    }
+
+    /// The one-pass split of an object one level deep builds the very tree the general split
+    /// builds, and refuses what it refuses.
+    #[test]
+    fn the_one_pass_object_split_agrees_with_the_general_one() {
+        let general = |text| {
+            serde_json::from_str::<&RawValue>(text).map_err(syntax)?;
+            let mut split = Split::new(text, 1);
+            split.skip_whitespace();
+            split.value(0)
+        };
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        let parts = |node: Node<'_>| match node {
+            Node::Object { raw, members, .. } => {
+                let members: Vec<(String, String)> = members
+                    .into_iter()
+                    .map(|(name, value)| match value {
+                        Node::Leaf(text) => (name.into_owned(), text.to_owned()),
+                        _ => panic!("a member's value is kept whole"),
+                    })
+                    .collect();
+                (raw.to_owned(), members)
+            }
+            _ => panic!("an object"),
+        };
+        for text in [
+            r#"{"a\"]}{,":"x\"}]\\","b":[ 1 , -2.5e+3 ,"]",{},[],[[]],null ] ,"c" : {"d":true}}"#,
+            " \t\r\n{ \"\\u0061b\" : {\"n\":123456789012345678901234567890} , \"e\":\"wg1:x\" }\n",
+            r#"{"id":"p-1","x":{"x":1,"x":2},"n":-0.0E-0,"t":true,"z":null}"#,
+            "{}",
+            // Kept whole, a member is not measured for depth by either (nor by serde_json).
+            &deep,
+        ] {
+            let one_pass =
+                object_of_whole_members(text).unwrap_or_else(|err| panic!("{text}: {err}"));
+            assert_eq!(one_pass.to_json(), text.trim_matches(JSON_WHITESPACE));
+            assert_eq!(parts(one_pass), parts(general(text).unwrap()), "{text}");
+        }
+        for refused in [
+            r#"{"a":1,"\u0061":2}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1} x"#,
+            r#"{"a" 1}"#,
+            "{\"a\":\"\u{1}\"}",
+        ] {
+            let kind = |result: Result<Node<'_>, DocError>| match result {
+                Ok(_) => "accepted",
+                Err(DocError::Syntax(_)) => "syntax",
+                Err(DocError::TooDeep { .. }) => "too deep",
+                Err(DocError::DuplicateMember { .. }) => "duplicate",
+            };
+            let one_pass = kind(object_of_whole_members(refused));
+            assert_ne!(one_pass, "accepted", "{refused:?}");
+            assert_eq!(one_pass, kind(general(refused)), "{refused:?}");
+        }
     }
 
     #[test]
