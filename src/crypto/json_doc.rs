@@ -192,6 +192,10 @@ fn build(text: &str, levels: usize) -> Result<Node<'_>, DocError> {
     if levels == 1 && text.trim_start_matches(JSON_WHITESPACE).starts_with('{') {
         return object_of_whole_members(text);
     }
+    validate_then_split(text, levels)
+}
+
+fn validate_then_split(text: &str, levels: usize) -> Result<Node<'_>, DocError> {
     serde_json::from_str::<&RawValue>(text).map_err(syntax)?;
     let mut split = Split::new(text, levels);
     split.skip_whitespace();
@@ -602,12 +606,7 @@ mod tests {
     /// builds, and refuses what it refuses.
     #[test]
     fn the_one_pass_object_split_agrees_with_the_general_one() {
-        let general = |text| {
-            serde_json::from_str::<&RawValue>(text).map_err(syntax)?;
-            let mut split = Split::new(text, 1);
-            split.skip_whitespace();
-            split.value(0)
-        };
+        let general = |text| validate_then_split(text, 1);
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         let parts = |node: Node<'_>| match node {
             Node::Object { raw, members, .. } => {

@@ -116,7 +116,8 @@ fn already_canonical(raw: &str, rules: &PathRules) -> bool {
     let mut segment_start = 1;
     for (at, &byte) in bytes.iter().enumerate().skip(1) {
         match byte {
-            b'/' if plain_segment_refused(&bytes[segment_start..at]) => return false,
+            // An empty, `.` or `..` segment before a `/`.
+            b'/' if matches!(&bytes[segment_start..at], b"" | b"." | b"..") => return false,
             b'/' => segment_start = at + 1,
             b'%' | b'\\' | 0..=0x1f | 0x7f..=0xff => return false,
             b';' if !rules.allow_semicolon => return false,
@@ -125,12 +126,6 @@ fn already_canonical(raw: &str, rules: &PathRules) -> bool {
     }
     // The last segment may be empty: a trailing slash is kept.
     !matches!(&bytes[segment_start..], b"." | b"..")
-}
-
-/// Whether a segment before a `/` keeps a path from being canonical as it is: an empty,
-/// `.` or `..` segment.
-fn plain_segment_refused(segment: &[u8]) -> bool {
-    matches!(segment, b"" | b"." | b"..")
 }
 
 /// [`canonical_path`] the long way: each segment decoded, dot segments resolved.
