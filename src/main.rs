@@ -10,6 +10,13 @@ use clap::{Parser, Subcommand};
 use wardgate::config;
 use wardgate::demo::tokens::{MintError, SigningKey, TokenClaims};
 
+/// jemalloc rather than glibc's malloc, whose fast-bin consolidation and frees across threads
+/// (requests allocate records that the audit writer frees) were about 14% of the full
+/// pipeline's CPU; jemalloc's share is about 3% (bench/README.md, "The allocator").
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Loads a config for an offline command, or returns from the command with exit status 2
 /// (the problems printed by `load_config`).
 macro_rules! config_or_exit {
