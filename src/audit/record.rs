@@ -61,7 +61,14 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The canonical encoding the hash covers.
     pub fn canonical(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        // A record is 700-800 bytes: starting at 1 KiB rather than serde_json's 128 bytes
+        // saves three reallocations and copies, and ends at the same capacity.
+        let mut body = Vec::with_capacity(1024);
+        match serde_json::to_writer(&mut body, self) {
+            // serde_json writes UTF-8 only.
+            Ok(()) => String::from_utf8(body).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     pub fn hash_of(body: &str) -> String {
