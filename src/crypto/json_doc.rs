@@ -552,11 +552,7 @@ mod tests {
             let doc = Node::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"));
             let expected: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(as_value(&doc), expected, "{text}");
-            assert_eq!(
-                doc.to_json(),
-                text.trim_matches([' ', '\t', '\r', '\n']),
-                "{text}"
-            );
+            assert_eq!(doc.to_json(), text.trim_matches(JSON_WHITESPACE), "{text}");
         }
     }
 
