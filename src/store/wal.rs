@@ -65,11 +65,7 @@ impl Backfill {
 /// the store (a CLI query) keeps the log in use: it is then left as it is, which costs only
 /// the slower writes described above.
 fn empty_log(connection: &Connection, path: &Path) {
-    // (busy, frames in the log, frames copied)
-    let result = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-        row.get::<_, i64>(0)
-    });
-    match result {
+    match checkpoint(connection, "TRUNCATE") {
         Ok(0) => {}
         Ok(_) => tracing::info!(
             path = %path.display(),
@@ -81,14 +77,20 @@ fn empty_log(connection: &Connection, path: &Path) {
     }
 }
 
+/// Runs a checkpoint in `mode` (PASSIVE, TRUNCATE) and returns SQLite's busy flag: 1 when the
+/// checkpoint could not finish (another checkpoint, or a reader still on the log).
+fn checkpoint(connection: &Connection, mode: &str) -> rusqlite::Result<i64> {
+    // The row is (busy, frames in the log, frames copied).
+    connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        row.get(0)
+    })
+}
+
 fn run(connection: &Connection, path: &Path, stopped: &mpsc::Receiver<()>, every: Duration) {
     let mut failing = false;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-        // (busy, frames in the log, frames copied); busy only says another checkpoint ran.
-        let result = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(0)
-        });
-        match result {
+        // Busy only says another checkpoint ran.
+        match checkpoint(connection, "PASSIVE") {
             Ok(_) if failing => {
                 failing = false;
                 tracing::info!(path = %path.display(), "write-ahead log copies work again");
@@ -142,6 +144,24 @@ mod tests {
         writer
     }
 
+    /// A store whose 1,000 rows are all still in its log, as a run that stopped left it:
+    /// (its directory, the database file, the log file, the writer).
+    fn store_with_rows_in_its_log() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::path::PathBuf,
+        rusqlite::Connection,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.db");
+        let wal = dir.path().join("busy.db-wal");
+        let mut writer = store_with_table(dir.path());
+        write_rows(&mut writer);
+        assert!(database_bytes(&wal) > 500_000, "{}", database_bytes(&wal));
+        assert!(database_bytes(&path) < 100_000, "{}", database_bytes(&path));
+        (dir, path, wal, writer)
+    }
+
     fn rows(writer: &rusqlite::Connection) -> i64 {
         writer
             .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
@@ -178,13 +198,7 @@ mod tests {
 
     #[test]
     fn starting_copies_the_log_left_by_a_previous_run_and_cuts_it_to_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("busy.db");
-        let wal = dir.path().join("busy.db-wal");
-        let mut writer = store_with_table(dir.path());
-        write_rows(&mut writer);
-        assert!(database_bytes(&wal) > 500_000, "{}", database_bytes(&wal));
-        assert!(database_bytes(&path) < 100_000, "{}", database_bytes(&path));
+        let (dir, path, wal, writer) = store_with_rows_in_its_log();
 
         // An hour-long copy interval: whatever moved, moved when it started.
         let backfill = Backfill::start(&path, Duration::from_secs(3600)).unwrap();
@@ -205,11 +219,7 @@ mod tests {
 
     #[test]
     fn a_log_in_use_by_a_reader_is_kept_and_the_copies_start_all_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("busy.db");
-        let wal = dir.path().join("busy.db-wal");
-        let mut writer = store_with_table(dir.path());
-        write_rows(&mut writer);
+        let (dir, path, wal, writer) = store_with_rows_in_its_log();
         // A CLI query in the middle of reading: its snapshot needs the log.
         let mut reader = crate::store::open_read_only(dir.path(), "busy.db").unwrap();
         let reading = reader.transaction().unwrap();
