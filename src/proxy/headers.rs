@@ -227,7 +227,12 @@ impl ResponseHeaders {
         for (name, value) in &self.values {
             headers.insert(name.clone(), value.clone());
         }
-        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+        // Never indexed: HTTP/2's header table would fill with ids no later response repeats,
+        // pushing out the headers that do repeat, and each connection's table would grow to
+        // its limit.
+        let mut request_id = request_id.clone();
+        request_id.set_sensitive(true);
+        headers.insert(X_REQUEST_ID.clone(), request_id);
     }
 }
 
@@ -310,6 +315,23 @@ mod tests {
         assert_eq!(kept, ["a", "b"]);
         assert_eq!(headers["x-other"], "1");
         assert_eq!(headers.len(), 3);
+    }
+
+    #[test]
+    fn responses_carry_the_request_id_unindexed_and_the_security_headers_indexable() {
+        let rules = ResponseHeaders::build(&SecurityHeaders::default()).expect("the defaults");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SERVER, HeaderValue::from_static("nginx/1.0"));
+        rules.apply(&mut headers, &HeaderValue::from_static("trace-42"));
+
+        assert!(headers.get(header::SERVER).is_none());
+        let id = &headers[&X_REQUEST_ID];
+        assert_eq!(id, "trace-42");
+        // h2 encodes a sensitive value as "never indexed" (RFC 7541 section 6.2.3).
+        assert!(id.is_sensitive());
+        let hsts = &headers[header::STRICT_TRANSPORT_SECURITY];
+        assert_eq!(hsts, "max-age=31536000; includeSubDomains");
+        assert!(!hsts.is_sensitive());
     }
 
     #[test]
