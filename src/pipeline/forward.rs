@@ -19,6 +19,10 @@ use crate::proxy::websocket;
 use crate::runtime::Runtime;
 use crate::server::{ConnInfo, Shared};
 
+/// The headers `to_upstream` adds to a request at most, but for a WebSocket upgrade's two:
+/// seven `X-Wardgate-*`, three `X-Forwarded-*` and `X-Request-Id`.
+const ADDED_HEADERS: usize = 11;
+
 pub async fn to_upstream(
     gateway: &Shared,
     runtime: &Runtime,
@@ -55,6 +59,8 @@ pub async fn to_upstream(
             || name == runtime.break_glass.header()
             || (runtime.consume_authorization && *name == header::AUTHORIZATION)
     });
+    // Room for the headers added below in one step (see `ResponseHeaders::apply`).
+    let _ = outgoing.try_reserve(ADDED_HEADERS);
     UpstreamIdentity {
         principal: ctx.principal.as_deref(),
         patient: ctx.patient.as_deref(),

@@ -224,6 +224,9 @@ impl ResponseHeaders {
         remove_where(headers, |name| {
             *name == header::SERVER || *name == X_POWERED_BY
         });
+        // Room for all of them in one step: added one at a time, they rehash the map as it
+        // grows past each power of two.
+        let _ = headers.try_reserve(self.values.len() + 1);
         for (name, value) in &self.values {
             headers.insert(name.clone(), value.clone());
         }
