@@ -162,6 +162,18 @@ mod tests {
         (dir, path, wal, writer)
     }
 
+    /// The 1,000 rows written by `write_rows` take more than 500 KB.
+    fn assert_rows_reached_the_database_file(path: &Path) {
+        let bytes = database_bytes(path);
+        assert!(bytes >= 500_000, "{bytes}");
+    }
+
+    fn insert_one_more_row(writer: &rusqlite::Connection) {
+        writer
+            .execute("INSERT INTO t (v) VALUES ('last')", [])
+            .unwrap();
+    }
+
     fn rows(writer: &rusqlite::Connection) -> i64 {
         writer
             .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
@@ -184,15 +196,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(backfill);
-        assert!(
-            database_bytes(&path) >= 500_000,
-            "{}",
-            database_bytes(&path)
-        );
+        assert_rows_reached_the_database_file(&path);
         // The writer goes on committing after the copies, and everything reads back.
-        writer
-            .execute("INSERT INTO t (v) VALUES ('last')", [])
-            .unwrap();
+        insert_one_more_row(&writer);
         assert_eq!(rows(&writer), 1001);
     }
 
@@ -203,14 +209,8 @@ mod tests {
         // An hour-long copy interval: whatever moved, moved when it started.
         let backfill = Backfill::start(&path, Duration::from_secs(3600)).unwrap();
         assert_eq!(database_bytes(&wal), 0);
-        assert!(
-            database_bytes(&path) >= 500_000,
-            "{}",
-            database_bytes(&path)
-        );
-        writer
-            .execute("INSERT INTO t (v) VALUES ('last')", [])
-            .unwrap();
+        assert_rows_reached_the_database_file(&path);
+        insert_one_more_row(&writer);
         drop(backfill);
         drop(writer);
         let reopened = crate::store::open(dir.path(), "busy.db").unwrap();
