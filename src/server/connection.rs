@@ -67,14 +67,14 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         client_cert,
     });
     let service_shared = shared.clone();
-    let service = service_fn(move |request| {
+    let handle = move |request| {
         let shared = service_shared.clone();
         let conn = conn.clone();
         async move {
             let _in_flight = conn.activity.request_started();
             Ok::<_, Infallible>(pipeline::handle(&shared, &conn, request).await)
         }
-    });
+    };
 
     // ALPN decides the protocol (HTTP/2 over TLS needs it, RFC 9113 section 3.2); without it
     // the client speaks HTTP/1.1. No sniffing of the first bytes: that costs a read and grows
@@ -89,7 +89,10 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
             .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams)
             .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX))
-            .serve_connection(io, service);
+            // Each stream's future boxed: hyper spawns every stream as a task, and unboxed the
+            // pipeline's future (kilobytes) is copied whole several times on its way in.
+            // HTTP/1.1 keeps it in one box per connection already.
+            .serve_connection(io, service_fn(move |request| Box::pin(handle(request))));
         // Boxed: its state is larger than HTTP/1.1's, and would otherwise be reserved in
         // every connection's task.
         let mut connection = Box::pin(connection);
@@ -108,7 +111,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             // request is in flight (to spot an early close), which cost a second 8 KB read
             // buffer per busy connection and a read call per request.
             .half_close(true)
-            .serve_connection(io, service)
+            .serve_connection(io, service_fn(handle))
             .with_upgrades();
         tokio::pin!(connection);
         drive(&shared, &activity, connection, |c| c.graceful_shutdown()).await
