@@ -54,6 +54,23 @@ fn check_server(config: &Config, problems: &mut Vec<Invalid>) {
             "must be at least 1",
         ));
     }
+    // A zero timeout would close every connection at once, not disable the check.
+    for (key, timeout) in [
+        (
+            "server.limits.header_read_timeout",
+            limits.header_read_timeout,
+        ),
+        (
+            "server.limits.tls_handshake_timeout",
+            limits.tls_handshake_timeout,
+        ),
+        ("server.limits.idle_timeout", limits.idle_timeout),
+        ("server.limits.body_read_timeout", limits.body_read_timeout),
+    ] {
+        if timeout.0.is_zero() {
+            problems.push(Invalid::new(key, "must be longer than 0s"));
+        }
+    }
     if config.server.listen == config.admin.listen && config.server.listen.port() != 0 {
         problems.push(Invalid::new(
             "admin.listen",

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::activity::{Activity, ActivityIo};
+use super::activity::{Activity, ActivityIo, Expired};
 use super::{ConnInfo, Shared};
 use crate::pipeline;
 
@@ -96,14 +97,15 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         // Boxed: its state is larger than HTTP/1.1's, and would otherwise be reserved in
         // every connection's task.
         let mut connection = Box::pin(connection);
-        drive(&shared, &activity, connection.as_mut(), |c| {
+        drive(&shared, &activity, None, connection.as_mut(), |c| {
             c.graceful_shutdown()
         })
         .await
     } else {
+        // No `header_read_timeout` for hyper: it would also run while a keep-alive connection
+        // waits for its next request, closing it after this timeout instead of `idle_timeout`,
+        // and it sets a timer for every request. `drive` watches the head instead.
         let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout.0)
             .max_buf_size(max_header_size)
             .keep_alive(true)
             // A client may half-close once its request is sent, and each request runs to its
@@ -114,7 +116,11 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             .serve_connection(io, service_fn(handle))
             .with_upgrades();
         tokio::pin!(connection);
-        drive(&shared, &activity, connection, |c| c.graceful_shutdown()).await
+        let head_timeout = Some(limits.header_read_timeout.0);
+        drive(&shared, &activity, head_timeout, connection, |c| {
+            c.graceful_shutdown()
+        })
+        .await
     };
     if let Err(err) = ended {
         tracing::debug!(client = %peer.ip(), error = %err, "connection ended with an error");
@@ -128,10 +134,12 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Serves a connection to its end: closes it gracefully when idle too long or when shutdown
-/// begins, and at once when the grace period is over.
+/// begins, and at once when the grace period is over or a request head takes longer than
+/// `head_timeout` to arrive (slowloris).
 async fn drive<C>(
     shared: &Shared,
     activity: &Activity,
+    head_timeout: Option<Duration>,
     mut connection: Pin<&mut C>,
     graceful_shutdown: fn(Pin<&mut C>),
 ) -> Result<(), hyper::Error>
@@ -143,11 +151,18 @@ where
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
-            () = activity.idle_expired(idle_timeout), if !closing => {
-                closing = true;
-                shared.metrics.connections_closed.with_label_values(&["idle_timeout"]).inc();
-                graceful_shutdown(connection.as_mut());
-            }
+            expired = activity.expired(idle_timeout, head_timeout), if !closing => match expired {
+                Expired::Idle => {
+                    closing = true;
+                    shared.metrics.connections_closed.with_label_values(&["idle_timeout"]).inc();
+                    graceful_shutdown(connection.as_mut());
+                }
+                Expired::HeadOverdue => {
+                    tracing::debug!("request head not complete within header_read_timeout");
+                    shared.metrics.connections_closed.with_label_values(&["header_timeout"]).inc();
+                    return Ok(());
+                }
+            },
             () = shared.graceful.cancelled(), if !closing => {
                 closing = true;
                 graceful_shutdown(connection.as_mut());

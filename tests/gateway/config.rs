@@ -39,6 +39,11 @@ fn each_bad_value_is_reported_at_its_line() {
             "invalid duration",
         ),
         (
+            good.replace("idle_timeout: 30s", "idle_timeout: 0s"),
+            "idle_timeout",
+            "server.limits.idle_timeout: must be longer than 0s",
+        ),
+        (
             good.replace("max_body_size: 64KiB", "max_body_size: lots"),
             "max_body_size: lots",
             "invalid size",

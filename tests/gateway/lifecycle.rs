@@ -259,6 +259,77 @@ async fn slow_headers_and_idle_connections_are_closed() {
     gateway.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_keep_alive_connection_waits_the_idle_timeout_and_a_late_head_only_the_header_timeout() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let config = standard_config(&pki, &upstream.url()).replace(
+        "    idle_timeout: 30s",
+        "    idle_timeout: 10s\n    header_read_timeout: 400ms",
+    );
+    let gateway = start_gateway(&pki, &config).await;
+    let between_requests = Duration::from_millis(1500);
+
+    // Quiet between two requests for longer than the header timeout, well within the idle
+    // timeout: the same connection serves the second.
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    assert_eq!(client.get("/api/patients/p-1").await.status, StatusCode::OK);
+    tokio::time::sleep(between_requests).await;
+    let again = client
+        .try_send(Request::get("/api/patients/p-1").body(no_body()).unwrap())
+        .await;
+    assert_eq!(
+        again
+            .expect("the keep-alive connection is still open")
+            .status(),
+        StatusCode::OK
+    );
+
+    // On a connection that has served a request, a head that begins and never ends is cut
+    // off by the header timeout, long before the idle timeout.
+    let mut tls = tls_stream(
+        gateway.proxy_addr,
+        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
+    )
+    .await
+    .unwrap();
+    tls.write_all(b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 4096];
+        let n = tls.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed before the first response");
+        response.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(raw_status(&String::from_utf8_lossy(&response)), 200);
+    tokio::time::sleep(between_requests).await;
+    tls.write_all(b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), tls.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the stalled head's connection was closed");
+    assert_eq!(
+        metric(
+            &gateway,
+            "wardgate_connections_closed_total{reason=\"header_timeout\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &gateway,
+            "wardgate_connections_closed_total{reason=\"idle_timeout\"}"
+        )
+        .await,
+        0.0
+    );
+    gateway.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wardgate_health_answers_for_a_live_gateway_and_fails_without_one() {
     let pki = Pki::new();
