@@ -221,6 +221,21 @@ async fn on_one_cpu_the_binary_runs_one_thread_for_connections_and_serves_concur
     );
 }
 
+/// Sends a request head that never ends on `tls` and waits up to `within` for the gateway to
+/// close the connection; whether it did.
+async fn closed_after_a_stalled_head<S>(tls: &mut S, within: Duration) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tls.write_all(b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(within, tls.read_to_end(&mut out))
+        .await
+        .is_ok()
+}
+
 #[tokio::test]
 async fn slow_headers_and_idle_connections_are_closed() {
     let pki = Pki::new();
@@ -238,13 +253,8 @@ async fn slow_headers_and_idle_connections_are_closed() {
     )
     .await
     .unwrap();
-    tls.write_all(b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
     assert!(
-        closed.is_ok(),
+        closed_after_a_stalled_head(&mut tls, Duration::from_secs(5)).await,
         "a connection that never finishes its headers is closed"
     );
 
@@ -305,12 +315,10 @@ async fn a_keep_alive_connection_waits_the_idle_timeout_and_a_late_head_only_the
     }
     assert_eq!(raw_status(&String::from_utf8_lossy(&response)), 200);
     tokio::time::sleep(between_requests).await;
-    tls.write_all(b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let mut rest = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(8), tls.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the stalled head's connection was closed");
+    assert!(
+        closed_after_a_stalled_head(&mut tls, Duration::from_secs(8)).await,
+        "the stalled head's connection was closed"
+    );
     assert_eq!(
         metric(
             &gateway,
