@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::task::Poll;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -18,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::activity::{Activity, ActivityIo, Expired};
+use super::watchers::WatcherWaker;
 use super::{ConnInfo, Shared};
 use crate::pipeline;
 
@@ -146,30 +148,51 @@ async fn drive<C>(
 where
     C: Future<Output = Result<(), hyper::Error>>,
 {
-    let idle_timeout = shared.limits.idle_timeout.0;
+    let mut expired = pin!(activity.expired(shared.limits.idle_timeout.0, head_timeout));
+    let mut shutdown = pin!(shared.graceful.cancelled());
+    let mut force_close = pin!(shared.force_close.cancelled());
+    // The connection is polled on every wake (several per request), the watchers above only
+    // once one of them woke the task.
+    let watchers = WatcherWaker::new();
     let mut closing = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => return result,
-            expired = activity.expired(idle_timeout, head_timeout), if !closing => match expired {
-                Expired::Idle => {
-                    closing = true;
-                    shared.metrics.connections_closed.with_label_values(&["idle_timeout"]).inc();
-                    graceful_shutdown(connection.as_mut());
-                }
-                Expired::HeadOverdue => {
-                    tracing::debug!("request head not complete within header_read_timeout");
-                    shared.metrics.connections_closed.with_label_values(&["header_timeout"]).inc();
-                    return Ok(());
-                }
-            },
-            () = shared.graceful.cancelled(), if !closing => {
-                closing = true;
-                graceful_shutdown(connection.as_mut());
-            }
-            () = shared.force_close.cancelled() => return Ok(()),
+    poll_fn(|cx| loop {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            return Poll::Ready(result);
         }
-    }
+        let Some(mut watch) = watchers.woken(cx) else {
+            return Poll::Pending;
+        };
+        if force_close.as_mut().poll(&mut watch).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        if closing {
+            return Poll::Pending;
+        }
+        match expired.as_mut().poll(&mut watch) {
+            Poll::Ready(Expired::Idle) => {
+                shared
+                    .metrics
+                    .connections_closed
+                    .with_label_values(&["idle_timeout"])
+                    .inc();
+            }
+            Poll::Ready(Expired::HeadOverdue) => {
+                tracing::debug!("request head not complete within header_read_timeout");
+                shared
+                    .metrics
+                    .connections_closed
+                    .with_label_values(&["header_timeout"])
+                    .inc();
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Pending if shutdown.as_mut().poll(&mut watch).is_ready() => {}
+            Poll::Pending => return Poll::Pending,
+        }
+        // Idle too long, or shutdown began: the connection finishes what it is doing.
+        closing = true;
+        graceful_shutdown(connection.as_mut());
+    })
+    .await
 }
 
 /// Why a connection that ended in an error was closed: the client went away, or a protocol

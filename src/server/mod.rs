@@ -5,6 +5,7 @@ pub mod activity;
 mod connection;
 mod listener;
 mod signals;
+mod watchers;
 
 pub use signals::{Received, Signals};
 

@@ -1,6 +1,7 @@
 //! The gateway's life: graceful shutdown finishes in-flight requests, a bad reload keeps the
 //! running config, SIGHUP swaps the certificate without dropping open connections, SIGTERM
-//! stops the binary cleanly, and idle or slow connections are closed.
+//! stops the binary cleanly, idle or slow connections are closed, and shutdown closes idle
+//! connections at once and the rest when the grace period ends.
 
 use std::process::Command;
 use std::time::Duration;
@@ -221,6 +222,25 @@ async fn on_one_cpu_the_binary_runs_one_thread_for_connections_and_serves_concur
     );
 }
 
+/// Sends one GET on `tls` and reads up to the end of the response head (the echo upstream's
+/// small body comes with it); the head's text. The connection stays open.
+async fn served_once<S>(tls: &mut S) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tls.write_all(b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 4096];
+        let n = tls.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed before the first response");
+        response.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 /// Sends a request head that never ends on `tls` and waits up to `within` for the gateway to
 /// close the connection; whether it did.
 async fn closed_after_a_stalled_head<S>(tls: &mut S, within: Duration) -> bool
@@ -303,17 +323,7 @@ async fn a_keep_alive_connection_waits_the_idle_timeout_and_a_late_head_only_the
     )
     .await
     .unwrap();
-    tls.write_all(b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
-        let mut chunk = [0u8; 4096];
-        let n = tls.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "the connection closed before the first response");
-        response.extend_from_slice(&chunk[..n]);
-    }
-    assert_eq!(raw_status(&String::from_utf8_lossy(&response)), 200);
+    assert_eq!(raw_status(&served_once(&mut tls).await), 200);
     tokio::time::sleep(between_requests).await;
     assert!(
         closed_after_a_stalled_head(&mut tls, Duration::from_secs(8)).await,
@@ -336,6 +346,91 @@ async fn a_keep_alive_connection_waits_the_idle_timeout_and_a_late_head_only_the
         0.0
     );
     gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_at_once_and_cuts_off_what_outlasts_the_grace_period() {
+    let pki = Pki::new();
+    let upstream = Upstream::start(|request| async move {
+        if request.uri().path().ends_with("/slow") {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        Response::new(full("done"))
+    })
+    .await;
+    let config = standard_config(&pki, &upstream.url())
+        .replace("shutdown_grace_period: 5s", "shutdown_grace_period: 4s")
+        .replace("response_timeout: 2s", "response_timeout: 60s");
+    let gateway = start_gateway(&pki, &config).await;
+
+    // Idle keep-alive connections, each having served a request: one HTTP/1.1, one HTTP/2.
+    let mut idle_h1 = tls_stream(
+        gateway.proxy_addr,
+        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(raw_status(&served_once(&mut idle_h1).await), 200);
+    let tls = tls_stream(
+        gateway.proxy_addr,
+        &tls_connector(&pki.ca_cert, &[b"h2"], None),
+    )
+    .await
+    .unwrap();
+    let (mut h2, h2_connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let idle_h2 = tokio::spawn(h2_connection);
+    let served = h2
+        .send_request(
+            Request::get("https://localhost/api/patients/p-1")
+                .body(no_body())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+
+    // A request the upstream holds for longer than the grace period.
+    let mut busy = Client::h1(&gateway, &pki.ca_cert).await;
+    let slow = tokio::spawn(async move {
+        busy.try_send(Request::get("/api/patients/slow").body(no_body()).unwrap())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let grace_begins = std::time::Instant::now();
+    let shutdown = tokio::spawn(gateway.shutdown());
+    let mut rest = Vec::new();
+    let h1_closed = tokio::time::timeout(Duration::from_secs(30), idle_h1.read_to_end(&mut rest));
+    assert!(
+        h1_closed.await.is_ok(),
+        "the idle HTTP/1.1 connection was closed"
+    );
+    let h2_closed = tokio::time::timeout(Duration::from_secs(30), idle_h2);
+    assert!(
+        h2_closed.await.is_ok(),
+        "the idle HTTP/2 connection was closed"
+    );
+    // Closed gracefully, not by the end of the grace period.
+    assert!(grace_begins.elapsed() < Duration::from_secs(4));
+    assert!(
+        !slow.is_finished(),
+        "the idle connections closed while the slow request was still within the grace period"
+    );
+
+    let cut_off = tokio::time::timeout(Duration::from_secs(30), slow).await;
+    assert!(
+        cut_off.expect("the slow request ended").unwrap().is_err(),
+        "the request outlasting the grace period was cut off"
+    );
+    tokio::time::timeout(Duration::from_secs(30), shutdown)
+        .await
+        .expect("shutdown completed")
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
