@@ -4,11 +4,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Response, StatusCode};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use wardgate::proxy::body::full;
+use wardgate::proxy::body::{full, BoxError};
 
 use crate::support::*;
 
@@ -88,6 +90,99 @@ async fn a_slow_upstream_gives_504() {
     )
     .await;
     assert_eq!(errors, 1.0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pooled_connection_times_each_request_from_its_own_start() {
+    let pki = Pki::new();
+    let upstream = Upstream::start(|request| async move {
+        if request.uri().path().ends_with("/slow") {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        echo(request).await
+    })
+    .await;
+    let config = standard_config(&pki, &upstream.url())
+        .replace("response_timeout: 2s", "response_timeout: 300ms");
+    let gateway = start_gateway(&pki, &config).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let mut get = async |path: &str| client.get(path).await.status;
+
+    // A slow answer on a connection that served a request before: 504, and the connection
+    // (its response never came) is closed.
+    assert_eq!(get("/api/patients/p-1").await, StatusCode::OK);
+    assert_eq!(get("/api/patients/slow").await, StatusCode::GATEWAY_TIMEOUT);
+
+    // A connection left idle for longer than the timeout: its next requests still get their
+    // full time, and a slow one still times out.
+    assert_eq!(get("/api/patients/p-2").await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(get("/api/patients/p-3").await, StatusCode::OK);
+    assert_eq!(get("/api/patients/p-4").await, StatusCode::OK);
+    assert_eq!(get("/api/patients/slow").await, StatusCode::GATEWAY_TIMEOUT);
+
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "p-1 and the first slow request on one connection, the rest on a second"
+    );
+    let timeouts = metric(
+        &gateway,
+        r#"wardgate_upstream_errors_total{kind="response_timeout",upstream="backend"}"#,
+    )
+    .await;
+    assert_eq!(timeouts, 2.0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn waiting_for_a_free_upstream_connection_counts_against_the_response_timeout() {
+    let pki = Pki::new();
+    // `held` answers at once with a body that never ends, keeping its connection busy.
+    let upstream = Upstream::start(|request| async move {
+        if request.uri().path().ends_with("/held") {
+            use futures_util::StreamExt;
+            let first: Result<_, BoxError> = Ok(Frame::data(Bytes::from_static(b"{")));
+            let endless = futures_util::stream::once(async move { first })
+                .chain(futures_util::stream::pending());
+            return Response::new(http_body_util::BodyExt::boxed(
+                http_body_util::StreamBody::new(endless),
+            ));
+        }
+        echo(request).await
+    })
+    .await;
+    let config = standard_config(&pki, &upstream.url())
+        .replace(
+            "    response_timeout: 2s",
+            "    response_timeout: 300ms\n    pool: { max_connections: 1 }",
+        )
+        .replace("shutdown_grace_period: 5s", "shutdown_grace_period: 1s");
+    let gateway = start_gateway(&pki, &config).await;
+
+    let mut holder = Client::h1(&gateway, &pki.ca_cert).await;
+    let held = holder
+        .send(Request::get("/api/patients/held").body(no_body()).unwrap())
+        .await;
+    assert_eq!(held.status(), StatusCode::OK);
+    let mut waiter = Client::h1(&gateway, &pki.ca_cert).await;
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiter.get("/api/patients/p-1"))
+        .await
+        .expect("the wait for a connection ended with the response timeout");
+    assert_eq!(
+        waited.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "the only connection stayed busy past the response timeout"
+    );
+    let timeouts = metric(
+        &gateway,
+        r#"wardgate_upstream_errors_total{kind="response_timeout",upstream="backend"}"#,
+    )
+    .await;
+    assert_eq!(timeouts, 1.0);
+    // The held response never ends: shutdown cuts it off when the grace period is over.
+    drop(held);
     gateway.shutdown().await;
 }
 
