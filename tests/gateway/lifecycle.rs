@@ -267,12 +267,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
     let gateway = start_gateway(&pki, &config).await;
 
     // Slowloris: headers that never finish.
-    let mut tls = tls_stream(
-        gateway.proxy_addr,
-        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
-    )
-    .await
-    .unwrap();
+    let mut tls = gateway_tls(&gateway, &pki.ca_cert, b"http/1.1").await;
     assert!(
         closed_after_a_stalled_head(&mut tls, Duration::from_secs(5)).await,
         "a connection that never finishes its headers is closed"
@@ -317,12 +312,7 @@ async fn a_keep_alive_connection_waits_the_idle_timeout_and_a_late_head_only_the
 
     // On a connection that has served a request, a head that begins and never ends is cut
     // off by the header timeout, long before the idle timeout.
-    let mut tls = tls_stream(
-        gateway.proxy_addr,
-        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
-    )
-    .await
-    .unwrap();
+    let mut tls = gateway_tls(&gateway, &pki.ca_cert, b"http/1.1").await;
     assert_eq!(raw_status(&served_once(&mut tls).await), 200);
     tokio::time::sleep(between_requests).await;
     assert!(
@@ -364,19 +354,9 @@ async fn shutdown_closes_idle_connections_at_once_and_cuts_off_what_outlasts_the
     let gateway = start_gateway(&pki, &config).await;
 
     // Idle keep-alive connections, each having served a request: one HTTP/1.1, one HTTP/2.
-    let mut idle_h1 = tls_stream(
-        gateway.proxy_addr,
-        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
-    )
-    .await
-    .unwrap();
+    let mut idle_h1 = gateway_tls(&gateway, &pki.ca_cert, b"http/1.1").await;
     assert_eq!(raw_status(&served_once(&mut idle_h1).await), 200);
-    let tls = tls_stream(
-        gateway.proxy_addr,
-        &tls_connector(&pki.ca_cert, &[b"h2"], None),
-    )
-    .await
-    .unwrap();
+    let tls = gateway_tls(&gateway, &pki.ca_cert, b"h2").await;
     let (mut h2, h2_connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         TokioIo::new(tls),

@@ -347,6 +347,18 @@ pub async fn tls_stream(
         .await
 }
 
+/// A TLS connection to the gateway's proxy listener offering one ALPN protocol, for tests
+/// that write raw bytes or drive a client by hand.
+pub async fn gateway_tls(
+    gateway: &RunningGateway,
+    ca: &Path,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    tls_stream(gateway.proxy_addr, &tls_connector(ca, &[alpn], None))
+        .await
+        .unwrap()
+}
+
 /// One client connection, HTTP/1.1 or HTTP/2.
 pub enum Client {
     H1(hyper::client::conn::http1::SendRequest<ClientBody>),

@@ -31,11 +31,7 @@ async fn an_upstream_that_refuses_connections_gives_502() {
         !text.contains(&down.port().to_string()),
         "the error must not leak the upstream address: {text}"
     );
-    let errors = metric(
-        &gateway,
-        r#"wardgate_upstream_errors_total{kind="connect",upstream="backend"}"#,
-    )
-    .await;
+    let errors = upstream_errors(&gateway, "connect").await;
     assert_eq!(errors, 1.0);
     gateway.shutdown().await;
 }
@@ -57,11 +53,7 @@ async fn an_upstream_that_drops_the_connection_mid_request_gives_502() {
     let mut client = Client::h2(&gateway, &pki.ca_cert).await;
     let reply = client.get("/api/patients/p-1").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
-    let errors = metric(
-        &gateway,
-        r#"wardgate_upstream_errors_total{kind="broken",upstream="backend"}"#,
-    )
-    .await;
+    let errors = upstream_errors(&gateway, "broken").await;
     assert_eq!(errors, 1.0);
     gateway.shutdown().await;
 }
@@ -84,11 +76,7 @@ async fn a_slow_upstream_gives_504() {
         reply.json()["error"],
         "the upstream service did not answer in time"
     );
-    let errors = metric(
-        &gateway,
-        r#"wardgate_upstream_errors_total{kind="response_timeout",upstream="backend"}"#,
-    )
-    .await;
+    let errors = upstream_errors(&gateway, "response_timeout").await;
     assert_eq!(errors, 1.0);
     gateway.shutdown().await;
 }
@@ -127,11 +115,7 @@ async fn a_pooled_connection_times_each_request_from_its_own_start() {
         2,
         "p-1 and the first slow request on one connection, the rest on a second"
     );
-    let timeouts = metric(
-        &gateway,
-        r#"wardgate_upstream_errors_total{kind="response_timeout",upstream="backend"}"#,
-    )
-    .await;
+    let timeouts = upstream_errors(&gateway, "response_timeout").await;
     assert_eq!(timeouts, 2.0);
     gateway.shutdown().await;
 }
@@ -175,11 +159,7 @@ async fn waiting_for_a_free_upstream_connection_counts_against_the_response_time
         StatusCode::GATEWAY_TIMEOUT,
         "the only connection stayed busy past the response timeout"
     );
-    let timeouts = metric(
-        &gateway,
-        r#"wardgate_upstream_errors_total{kind="response_timeout",upstream="backend"}"#,
-    )
-    .await;
+    let timeouts = upstream_errors(&gateway, "response_timeout").await;
     assert_eq!(timeouts, 1.0);
     // The held response never ends: shutdown cuts it off when the grace period is over.
     drop(held);
@@ -214,11 +194,7 @@ async fn an_upstream_that_never_completes_the_connect_gives_504() {
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
     let reply = client.get("/api/patients/p-1").await;
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
-    let errors = metric(
-        &gateway,
-        r#"wardgate_upstream_errors_total{kind="connect_timeout",upstream="backend"}"#,
-    )
-    .await;
+    let errors = upstream_errors(&gateway, "connect_timeout").await;
     assert_eq!(errors, 1.0);
     drop(listener);
     gateway.shutdown().await;
@@ -357,12 +333,7 @@ async fn a_connection_still_sending_an_upload_is_not_lent_to_the_next_request() 
     let gateway = start_gateway(&pki, &config).await;
 
     // An upload that declares 100 bytes, sends one and stalls.
-    let mut uploader = tls_stream(
-        gateway.proxy_addr,
-        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
-    )
-    .await
-    .unwrap();
+    let mut uploader = gateway_tls(&gateway, &pki.ca_cert, b"http/1.1").await;
     tokio::io::AsyncWriteExt::write_all(
         &mut uploader,
         b"PUT /api/patients/p-1 HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
@@ -529,4 +500,10 @@ async fn a_tls_upstream_without_our_certificate_or_with_a_foreign_ca_fails_close
         StatusCode::BAD_GATEWAY
     );
     gateway.shutdown().await;
+}
+
+/// `wardgate_upstream_errors_total` of the `backend` upstream for one kind of failure.
+async fn upstream_errors(gateway: &wardgate::RunningGateway, kind: &str) -> f64 {
+    let series = format!(r#"wardgate_upstream_errors_total{{kind="{kind}",upstream="backend"}}"#);
+    metric(gateway, &series).await
 }

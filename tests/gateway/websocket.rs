@@ -38,12 +38,7 @@ async fn websocket_frames_are_relayed_both_ways() {
     let upstream = websocket_echo_upstream().await;
     let gateway = start_gateway(&pki, &standard_config(&pki, &format!("http://{upstream}"))).await;
 
-    let tls = tls_stream(
-        gateway.proxy_addr,
-        &tls_connector(&pki.ca_cert, &[b"http/1.1"], None),
-    )
-    .await
-    .unwrap();
+    let tls = gateway_tls(&gateway, &pki.ca_cert, b"http/1.1").await;
     let (mut socket, response) =
         tokio_tungstenite::client_async("wss://localhost/ws/consultations/c-2001", tls)
             .await
