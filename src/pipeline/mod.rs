@@ -36,7 +36,7 @@ use crate::audit::on_the_way::Announced;
 use crate::config::Durability;
 use crate::identity::Principal;
 use crate::policy::{Decision, Relation};
-use crate::proxy::body::ProxyBody;
+use crate::proxy::body::{discard_unread, ProxyBody};
 use crate::proxy::headers;
 use crate::runtime::Runtime;
 use crate::server::{ConnInfo, Shared};
@@ -141,6 +141,7 @@ pub async fn handle(
                 .requests_shed
                 .with_label_values(&["global"])
                 .inc();
+            discard_unread(request).await;
             Err(Rejection::Overloaded("global"))
         }
     };
@@ -181,6 +182,53 @@ async fn stages(
     ctx: &mut RequestCtx,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Rejection> {
+    // Stages 1-5 read the request's head only. Whatever they answer instead of forwarding,
+    // the client may still be sending the body: it is read off first (`discard_unread`).
+    let (route, target) = match admit(gateway, runtime, conn, ctx, &request).await {
+        Ok(Admission::Forward { route, target }) => (route, target),
+        Ok(Admission::Answered(response)) => {
+            discard_unread(request).await;
+            return Ok(response);
+        }
+        Err(rejection) => {
+            discard_unread(request).await;
+            return Err(rejection);
+        }
+    };
+
+    // 6 protect: after authorization (nothing is read or encrypted for a caller who may not
+    //   write), before forwarding: a protected value never reaches the upstream in plain.
+    let request =
+        protect::request_body(gateway, ctx, &route, request, runtime.body_read_timeout).await?;
+
+    // 7 forward: headers that clients could spoof are replaced on the way out, and the
+    //   verified identity is sent along, signed.
+    let response =
+        forward::to_upstream(gateway, runtime, conn, ctx, &route, &target, request).await?;
+
+    // 8 reveal: protected values in the response are shown as this caller may see them;
+    //   before audit, whose record names the fields revealed.
+    reveal::response_body(gateway, runtime, ctx, &route, response).await
+}
+
+/// What the stages before the body decided.
+enum Admission {
+    /// On to the body and the upstream.
+    Forward {
+        route: Arc<Route>,
+        target: CanonicalTarget,
+    },
+    /// Answered by the gateway itself: a CORS preflight.
+    Answered(Response<ProxyBody>),
+}
+
+async fn admit(
+    gateway: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    ctx: &mut RequestCtx,
+    request: &Request<Incoming>,
+) -> Result<Admission, Rejection> {
     // 1 normalize: first, so that routing and every later decision see the one canonical
     //   path, which is also exactly the path forwarded.
     let target = CanonicalTarget::of(request.uri(), &runtime.paths)?;
@@ -189,7 +237,7 @@ async fn stages(
     // 2 route: deny by default; a request that matches no route never reaches an upstream.
     //   A CORS preflight is routed as the method it asks about, and answered right here:
     //   browsers send it without credentials, so it must come before identification.
-    let preflight = cors::preflight_method(&request);
+    let preflight = cors::preflight_method(request);
     let method = preflight.as_ref().unwrap_or(request.method());
     let Matched { route, params } = match runtime.routes.select(path, method) {
         Err(Rejection::MethodNotAllowed { .. }) if preflight.is_some() => {
@@ -206,7 +254,8 @@ async fn stages(
     }
     if let Some(method) = &preflight {
         ctx.preflight = true;
-        return cors::answer_preflight(route.cors.as_ref(), &request, method);
+        return cors::answer_preflight(route.cors.as_ref(), request, method)
+            .map(Admission::Answered);
     }
 
     // 3 identify: after routing, because the route says whether identity is required; before
@@ -240,20 +289,7 @@ async fn stages(
     if route.durability == Durability::Durable && !gateway.audit.is_healthy() {
         return Err(Rejection::AuditUnavailable);
     }
-
-    // 6 protect: after authorization (nothing is read or encrypted for a caller who may not
-    //   write), before forwarding: a protected value never reaches the upstream in plain.
-    let request =
-        protect::request_body(gateway, ctx, &route, request, runtime.body_read_timeout).await?;
-
-    // 7 forward: headers that clients could spoof are replaced on the way out, and the
-    //   verified identity is sent along, signed.
-    let response =
-        forward::to_upstream(gateway, runtime, conn, ctx, &route, &target, request).await?;
-
-    // 8 reveal: protected values in the response are shown as this caller may see them;
-    //   before audit, whose record names the fields revealed.
-    reveal::response_body(gateway, runtime, ctx, &route, response).await
+    Ok(Admission::Forward { route, target })
 }
 
 fn finish(

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::Request;
-use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
 use super::route::Route;
@@ -20,7 +19,7 @@ use crate::crypto::field_cipher::DataKey;
 use crate::crypto::fields::ProtectError;
 use crate::crypto::key_store::KeyStoreError;
 use crate::proxy::body::{
-    full, read_whole, streaming, LimitedBody, ProxyBody, ReadError, TimedBody,
+    discard_unread, full, read_whole, streaming, LimitedBody, ProxyBody, ReadError, TimedBody,
 };
 use crate::proxy::headers::{self, content_encoding, json_media_type};
 use crate::server::Shared;
@@ -38,45 +37,25 @@ pub async fn request_body(
     let (mut parts, incoming) = request.into_parts();
     let body = TimedBody::new(incoming, body_read_timeout);
     let limit = route.max_body_size;
-    if declared_length(&parts.headers).is_some_and(|length| length > limit) {
-        if parts.headers.get(header::EXPECT).is_none() {
-            discard(body).await;
+    let plan = match plan(&parts.headers, route, body.is_end_stream()) {
+        Ok(plan) => plan,
+        Err(rejection) => {
+            discard_unread(Request::from_parts(parts, body)).await;
+            return Err(rejection);
         }
-        return Err(Rejection::BodyTooLarge { limit });
+    };
+    if !route.fields.is_empty() {
+        // Responses are read for field rules too; ask the upstream not to compress them.
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
-    if route.fields.is_empty() {
+    if plan == Plan::Stream {
         return Ok(Request::from_parts(
             parts,
             streaming(LimitedBody::new(body, limit)),
         ));
-    }
-    // Responses are read for field rules too; ask the upstream not to compress them.
-    parts.headers.insert(
-        header::ACCEPT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
-    if body.is_end_stream() {
-        return Ok(Request::from_parts(parts, streaming(body)));
-    }
-    if let Some(encoding) = content_encoding(&parts.headers) {
-        return Err(Rejection::UnsupportedBody(format!(
-            "this route carries protected fields and does not accept compressed bodies (Content-Encoding: {encoding})"
-        )));
-    }
-    match json_media_type(&parts.headers) {
-        Ok(true) => {}
-        Ok(false) if route.non_json_body == NonJsonBody::Passthrough => {
-            return Ok(Request::from_parts(
-                parts,
-                streaming(LimitedBody::new(body, limit)),
-            ));
-        }
-        Ok(false) => {
-            return Err(Rejection::UnsupportedBody(
-                "this route carries protected fields and accepts JSON bodies only (Content-Type: application/json)".to_owned(),
-            ))
-        }
-        Err(reason) => return Err(Rejection::UnsupportedBody(reason)),
     }
 
     let bytes = read_whole(body, limit).await.map_err(|err| match err {
@@ -122,6 +101,38 @@ pub async fn request_body(
         .headers
         .insert(header::CONTENT_LENGTH, body.len().into());
     Ok(Request::from_parts(parts, full(body)))
+}
+
+/// What the request's head says to do with its body.
+#[derive(PartialEq, Eq)]
+enum Plan {
+    /// Stream it to the upstream as it is, within the route's size limit.
+    Stream,
+    /// Read it whole and encrypt its protected values.
+    Protect,
+}
+
+fn plan(headers: &HeaderMap, route: &Route, empty: bool) -> Result<Plan, Rejection> {
+    let limit = route.max_body_size;
+    if declared_length(headers).is_some_and(|length| length > limit) {
+        return Err(Rejection::BodyTooLarge { limit });
+    }
+    if route.fields.is_empty() || empty {
+        return Ok(Plan::Stream);
+    }
+    if let Some(encoding) = content_encoding(headers) {
+        return Err(Rejection::UnsupportedBody(format!(
+            "this route carries protected fields and does not accept compressed bodies (Content-Encoding: {encoding})"
+        )));
+    }
+    match json_media_type(headers) {
+        Ok(true) => Ok(Plan::Protect),
+        Ok(false) if route.non_json_body == NonJsonBody::Passthrough => Ok(Plan::Stream),
+        Ok(false) => Err(Rejection::UnsupportedBody(
+            "this route carries protected fields and accepts JSON bodies only (Content-Type: application/json)".to_owned(),
+        )),
+        Err(reason) => Err(Rejection::UnsupportedBody(reason)),
+    }
 }
 
 /// The scope ciphertexts are bound to: the patient's pseudonym (the key store never sees
@@ -173,17 +184,6 @@ pub(super) async fn patient_key(
             Err(Rejection::KeysUnavailable)
         }
     }
-}
-
-/// How much of a refused body is read and thrown away before answering.
-const DISCARD_LIMIT: usize = 256 * 1024;
-
-/// Reads and discards the start of a body that will not be forwarded, for at most a second,
-/// so a client still sending it reads our 413 rather than a connection reset (what nginx
-/// calls a lingering close). Clients that sent `Expect: 100-continue` never send it at all.
-async fn discard(body: TimedBody<Incoming>) {
-    let read = http_body_util::Limited::new(body, DISCARD_LIMIT).collect();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -124,6 +124,41 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// How much of a refused request's body [`discard_unread`] reads, and for how long at most.
+const DISCARD_LIMIT: u64 = 256 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(1);
+
+/// Reads and throws away what a client is still sending of a request body that will not be
+/// forwarded, before the gateway answers (at most 256 KiB, for at most a second), as nginx
+/// discards the body of a request it refuses. The client then
+/// reads the answer once it has sent its request: over HTTP/1.1 the connection stays
+/// usable, where unread bytes would have cost it (or reset it under the answer); over
+/// HTTP/2 the stream ends cleanly, where an answer that overtook the body came with a
+/// stream reset, which curl before 8.1 reports as an empty reply. A client that sent
+/// `Expect: 100-continue` is waiting to hear whether to send its body, and is answered at
+/// once.
+pub async fn discard_unread<B>(request: http::Request<B>)
+where
+    B: Body,
+{
+    let (parts, body) = request.into_parts();
+    if body.is_end_stream() || parts.headers.contains_key(http::header::EXPECT) {
+        return;
+    }
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut left = DISCARD_LIMIT;
+        while let Some(Ok(frame)) = body.frame().await {
+            let len = frame.data_ref().map_or(0, |data| data.remaining() as u64);
+            let Some(rest) = left.checked_sub(len) else {
+                return;
+            };
+            left = rest;
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, read).await;
 }
 
 /// Why a body could not be read whole.

@@ -52,6 +52,25 @@ async fn a_streamed_body_over_the_limit_is_413() {
     gateway.shutdown().await;
 }
 
+/// A client that sent `Expect: 100-continue` waits to hear whether to send its body: a
+/// refusal answers it at once, without asking for the body first.
+#[tokio::test]
+async fn a_client_expecting_100_continue_is_refused_without_being_asked_for_its_body() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    for (path, status) in [("/api/patients/p-1/records", 413), ("/nowhere", 404)] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        );
+        let response = raw_exchange(gateway.proxy_addr, &pki.ca_cert, request.as_bytes()).await;
+        assert_eq!(raw_status(&response), status, "{path}: {response}");
+        assert!(!response.contains("100 Continue"), "{path}: {response}");
+    }
+    assert!(upstream.seen().is_empty());
+    gateway.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_route_limit_allows_larger_uploads() {
     let pki = Pki::new();

@@ -1,5 +1,5 @@
 //! Proxying: GET and POST over HTTP/1.1 and HTTP/2, streaming both ways, deny by default,
-//! and the headers that cross (or must not cross) the proxy.
+//! the body of a refused request, and the headers that cross (or must not cross) the proxy.
 
 use std::time::Duration;
 
@@ -101,6 +101,56 @@ async fn large_upload_streams_to_the_upstream_intact() {
 }
 
 type BoxError = wardgate::proxy::body::BoxError;
+
+/// A request refused while its body is still on the way (a client can be slower than the
+/// gateway's answer): the body is read off before the answer, so the connection is not
+/// lost to the bytes left unread.
+#[tokio::test]
+async fn a_refused_request_whose_body_comes_late_leaves_the_http1_connection_usable() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let late = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, BoxError>(Frame::data(Bytes::from_static(br#"{"drug":"aspirin"}"#)))
+    });
+    let refused = Request::post("/nowhere")
+        .header("content-length", "18")
+        .body(StreamBody::new(late).boxed())
+        .unwrap();
+    assert_eq!(client.fetch(refused).await.status, StatusCode::NOT_FOUND);
+    let reply = client.get("/api/patients/p-1").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(upstream.seen().len(), 1);
+    gateway.shutdown().await;
+}
+
+/// curl before 8.1 (Debian 12 has 7.88) reports "Empty reply from server" when an HTTP/2
+/// answer overtakes the body it is still sending, for the stream reset that follows such an
+/// answer. Read off first, the body ends the stream and curl shows the answer.
+#[tokio::test]
+async fn curl_gets_the_refusal_of_a_request_whose_body_comes_late_over_http2() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    let script = format!(
+        "(sleep 0.3; printf '{{\"drug\":\"aspirin\"}}') | curl --http2 --cacert {ca} -sS -o /dev/null -w '%{{http_code}}' -X POST -T - https://localhost:{port}/nowhere",
+        ca = pki.ca_cert.display(),
+        port = gateway.proxy_addr.port(),
+    );
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script}\n{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "404", "{stderr}");
+    assert!(upstream.seen().is_empty());
+    gateway.shutdown().await;
+}
 
 #[tokio::test]
 async fn response_streams_without_buffering() {
