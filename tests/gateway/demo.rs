@@ -48,7 +48,8 @@ async fn every_printed_curl_line_works() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
-            "{line}\n{}",
+            "{line}\n{}: {}",
+            output.status,
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(
