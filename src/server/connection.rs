@@ -136,7 +136,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Serves a connection to its end: closes it gracefully when idle too long or when shutdown
-/// begins, and at once when the grace period is over or a request head takes longer than
+/// begins, and at once when the grace period is over, when it is still idle a whole timeout
+/// after the close began (a stalled response body), or when a request head takes longer than
 /// `head_timeout` to arrive (slowloris).
 async fn drive<C>(
     shared: &Shared,
@@ -165,16 +166,24 @@ where
         if force_close.as_mut().poll(&mut watch).is_ready() {
             return Poll::Ready(Ok(()));
         }
-        if closing {
-            return Poll::Pending;
-        }
         match expired.as_mut().poll(&mut watch) {
+            Poll::Ready(Expired::Idle) if closing => {
+                // Asked to close and still idle a whole timeout later: what holds it open is
+                // a response body that stopped moving (its upstream stalled, or the client
+                // left without a word), which would otherwise hold the connection and its
+                // upstream connection for as long as the upstream likes. Cut off.
+                tracing::debug!("response stalled for idle_timeout after the close began");
+                return Poll::Ready(Ok(()));
+            }
             Poll::Ready(Expired::Idle) => {
                 shared
                     .metrics
                     .connections_closed
                     .with_label_values(&["idle_timeout"])
                     .inc();
+                // Watched again while it closes (polled once to set its timer).
+                expired.set(activity.expired(shared.limits.idle_timeout.0, None));
+                let _ = expired.as_mut().poll(&mut watch);
             }
             Poll::Ready(Expired::HeadOverdue) => {
                 tracing::debug!("request head not complete within header_read_timeout");
@@ -185,10 +194,11 @@ where
                     .inc();
                 return Poll::Ready(Ok(()));
             }
-            Poll::Pending if shutdown.as_mut().poll(&mut watch).is_ready() => {}
+            Poll::Pending if !closing && shutdown.as_mut().poll(&mut watch).is_ready() => {}
             Poll::Pending => return Poll::Pending,
         }
-        // Idle too long, or shutdown began: the connection finishes what it is doing.
+        // Idle too long, or shutdown began: the connection finishes what it is doing (within
+        // the grace period, and while it is not idle).
         closing = true;
         graceful_shutdown(connection.as_mut());
     })

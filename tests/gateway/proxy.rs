@@ -203,6 +203,74 @@ async fn response_streams_without_buffering() {
     gateway.shutdown().await;
 }
 
+/// A response body the upstream stops sending ends once nothing has moved on the client's
+/// connection for `idle_timeout` (the client may have left, which a connection that only
+/// waits does not notice), and the upstream connection it held is closed.
+#[tokio::test]
+async fn a_stalled_response_body_is_cut_off_after_the_idle_timeout_and_frees_its_upstream_connection(
+) {
+    let (held, mut bodies) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = Upstream::start(move |_request| {
+        let held = held.clone();
+        async move {
+            let (sender, receiver) = tokio::sync::mpsc::channel(1);
+            sender
+                .send(Ok::<_, BoxError>(Frame::data(Bytes::from_static(
+                    b"data: first\n\n",
+                ))))
+                .await
+                .unwrap();
+            // Kept open and never finished.
+            held.send(sender).unwrap();
+            Response::new(StreamBody::new(tokio_stream_from(receiver)).boxed())
+        }
+    })
+    .await;
+    let pki = Pki::new();
+    let config = standard_config(&pki, &upstream.url())
+        .replace("    idle_timeout: 30s", "    idle_timeout: 1s");
+    let gateway = start_gateway(&pki, &config).await;
+    for h2 in [false, true] {
+        // Each made just before its use: idle for a second, it would be closed.
+        let mut client = if h2 {
+            Client::h2(&gateway, &pki.ca_cert).await
+        } else {
+            Client::h1(&gateway, &pki.ca_cert).await
+        };
+        let response = client
+            .send(Request::get("/api/events/c-2001").body(no_body()).unwrap())
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut incoming = response.into_body();
+        let first = tokio::time::timeout(Duration::from_secs(5), incoming.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.into_data().unwrap(), "data: first\n\n");
+        let upstream_body = bodies.recv().await.unwrap();
+        let rest = tokio::time::timeout(Duration::from_secs(10), incoming.frame())
+            .await
+            .expect("cut off after the idle timeout");
+        assert!(
+            matches!(rest, Some(Err(_))),
+            "the body ends in an error, not as if it were whole: {rest:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(10), upstream_body.closed())
+            .await
+            .expect("the upstream connection is closed");
+    }
+    assert_eq!(
+        metric(
+            &gateway,
+            "wardgate_connections_closed_total{reason=\"idle_timeout\"}"
+        )
+        .await,
+        2.0
+    );
+    gateway.shutdown().await;
+}
+
 fn tokio_stream_from<T: Send + 'static>(
     mut receiver: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> + Send + Sync + 'static {
