@@ -75,8 +75,12 @@ pin_project_lite::pin_project! {
     pub struct TimedBody<B> {
         #[pin]
         inner: B,
+        // Set only once the body has to be waited for: a body that is already there (or
+        // empty, as for most requests) costs no clock read and no timer.
         #[pin]
-        deadline: tokio::time::Sleep,
+        deadline: Option<tokio::time::Sleep>,
+        // A frame came since the deadline was set, so the next wait starts a new one.
+        moved: bool,
         timeout: Duration,
     }
 }
@@ -85,7 +89,8 @@ impl<B> TimedBody<B> {
     pub fn new(inner: B, timeout: Duration) -> Self {
         TimedBody {
             inner,
-            deadline: tokio::time::sleep(timeout),
+            deadline: None,
+            moved: false,
             timeout,
         }
     }
@@ -104,16 +109,20 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + *this.timeout;
-                this.deadline.as_mut().reset(next);
-                Poll::Ready(frame.map(|result| result.map_err(Into::into)))
-            }
-            Poll::Pending => match this.deadline.poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(*this.timeout))))),
-                Poll::Pending => Poll::Pending,
-            },
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            *this.moved = true;
+            return Poll::Ready(frame.map(|result| result.map_err(Into::into)));
+        }
+        let timeout = *this.timeout;
+        match this.deadline.as_mut().as_pin_mut() {
+            None => this.deadline.set(Some(tokio::time::sleep(timeout))),
+            Some(deadline) if *this.moved => deadline.reset(tokio::time::Instant::now() + timeout),
+            Some(_) => {}
+        }
+        *this.moved = false;
+        match this.deadline.as_pin_mut().map(|deadline| deadline.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Some(Err(Box::new(BodyTimeout(timeout))))),
+            _ => Poll::Pending,
         }
     }
 
@@ -258,5 +267,50 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::{BodyTimeout, BoxError, TimedBody};
+
+    /// A body whose frames arrive after the given waits, then ends.
+    fn arriving_after(
+        waits: &[u64],
+    ) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, BoxError>>> {
+        let waits: Vec<u64> = waits.to_vec();
+        StreamBody::new(futures_util::stream::unfold(
+            waits.into_iter(),
+            |mut waits| async move {
+                let wait = waits.next()?;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                Some((Ok(Frame::data(Bytes::from_static(b"x"))), waits))
+            },
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_keeps_arriving_is_not_cut_however_long_it_takes() {
+        let body = TimedBody::new(
+            arriving_after(&[900, 900, 900, 900, 0]),
+            Duration::from_secs(1),
+        );
+        let whole = body.collect().await.unwrap().to_bytes();
+        assert_eq!(whole, "xxxxx");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_fails_after_the_timeout() {
+        let started = tokio::time::Instant::now();
+        let body = TimedBody::new(arriving_after(&[900, 900, 1100]), Duration::from_secs(1));
+        let err = body.collect().await.unwrap_err();
+        assert!(BodyTimeout::caused(err.as_ref()), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_millis(2800));
     }
 }
