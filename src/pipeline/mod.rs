@@ -222,6 +222,7 @@ enum Admission {
     Answered(Response<ProxyBody>),
 }
 
+/// Stages 1-5, on the request's head: whether it goes on, and where to.
 async fn admit(
     gateway: &Shared,
     runtime: &Runtime,
