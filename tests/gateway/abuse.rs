@@ -284,6 +284,50 @@ async fn a_subject_reading_too_many_patients_is_throttled_and_flagged_once() {
     gateway.shutdown().await;
 }
 
+/// A request shed while its body is still on the way gets its 503 once the body is in, and
+/// its HTTP/1.1 connection stays usable (see `discard_unread`).
+#[tokio::test]
+async fn a_request_shed_while_its_body_comes_late_keeps_its_connection() {
+    let slow = Upstream::start(|request| async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        echo(request).await
+    })
+    .await;
+    let pki = Pki::new();
+    let yaml = config_with(&pki, &slow.url(), "  limits:\n    max_in_flight: 1\n", "");
+    let gateway = start_gateway(&pki, &yaml).await;
+    let token = patient_token("p-1");
+    let mut busy = Client::h1(&gateway, &pki.ca_cert).await;
+    let in_flight = tokio::spawn({
+        let token = token.clone();
+        async move {
+            busy.fetch(get("/api/patients/p-1/records", &token))
+                .await
+                .status
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let late = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, wardgate::proxy::body::BoxError>(hyper::body::Frame::data(
+            bytes::Bytes::from_static(br#"{"note":"late"}"#),
+        ))
+    });
+    let mut shed = with_token(Method::POST, "/api/patients/p-1/records", &token);
+    shed.headers_mut()
+        .insert("content-length", "15".parse().unwrap());
+    *shed.body_mut() = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(late));
+    let reply = client.fetch(shed).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The same connection, once the slow request is done.
+    assert_eq!(in_flight.await.unwrap(), StatusCode::OK);
+    let again = client.fetch(get("/api/patients/p-1/records", &token)).await;
+    assert_eq!(again.status, StatusCode::OK);
+    gateway.shutdown().await;
+}
+
 /// Sends `count` requests at once to a slow upstream; returns the statuses.
 async fn flood(gateway: &wardgate::RunningGateway, pki: &Pki, count: usize) -> Vec<StatusCode> {
     let mut tasks = Vec::new();
