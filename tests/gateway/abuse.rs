@@ -309,16 +309,10 @@ async fn a_request_shed_while_its_body_comes_late_keeps_its_connection() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
-    let late = futures_util::stream::once(async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Ok::<_, wardgate::proxy::body::BoxError>(hyper::body::Frame::data(
-            bytes::Bytes::from_static(br#"{"note":"late"}"#),
-        ))
-    });
     let mut shed = with_token(Method::POST, "/api/patients/p-1/records", &token);
     shed.headers_mut()
         .insert("content-length", "15".parse().unwrap());
-    *shed.body_mut() = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(late));
+    *shed.body_mut() = late_body(br#"{"note":"late"}"#);
     let reply = client.fetch(shed).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     // The same connection, once the slow request is done.

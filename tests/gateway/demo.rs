@@ -39,12 +39,7 @@ async fn every_printed_curl_line_works() {
     for (line, example) in printed.iter().zip(&examples) {
         assert_eq!(*line, example.command);
         let script = format!("{exports}{line}");
-        let output = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .await
-            .unwrap();
+        let output = crate::support::run_shell(&script).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),

@@ -111,13 +111,9 @@ async fn a_refused_request_whose_body_comes_late_leaves_the_http1_connection_usa
     let upstream = Upstream::echo().await;
     let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
-    let late = futures_util::stream::once(async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Ok::<_, BoxError>(Frame::data(Bytes::from_static(br#"{"drug":"aspirin"}"#)))
-    });
     let refused = Request::post("/nowhere")
         .header("content-length", "18")
-        .body(StreamBody::new(late).boxed())
+        .body(late_body(br#"{"drug":"aspirin"}"#))
         .unwrap();
     assert_eq!(client.fetch(refused).await.status, StatusCode::NOT_FOUND);
     let reply = client.get("/api/patients/p-1").await;
@@ -139,12 +135,7 @@ async fn curl_gets_the_refusal_of_a_request_whose_body_comes_late_over_http2() {
         ca = pki.ca_cert.display(),
         port = gateway.proxy_addr.port(),
     );
-    let output = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .await
-        .unwrap();
+    let output = run_shell(&script).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script}\n{stderr}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "404", "{stderr}");

@@ -318,6 +318,26 @@ pub fn no_body() -> ClientBody {
     body(Bytes::new())
 }
 
+/// A body of `bytes` that arrives 200 ms after the request head: a client slower than the
+/// gateway's answer.
+pub fn late_body(bytes: &'static [u8]) -> ClientBody {
+    let late = futures_util::stream::once(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::from_static(bytes)))
+    });
+    http_body_util::StreamBody::new(late).boxed()
+}
+
+/// Runs `script` with `sh -c`, as a user pastes it into a shell.
+pub async fn run_shell(script: &str) -> std::process::Output {
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .await
+        .unwrap()
+}
+
 pub fn tls_connector(ca: &Path, alpn: &[&[u8]], client: Option<&IssuedFiles>) -> TlsConnector {
     let roots = wardgate::tls::load_roots(ca).unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(wardgate::tls::provider())
