@@ -541,3 +541,157 @@ async fn a_gateway_killed_mid_erasure_resumes_without_repeating_or_skipping_a_sy
         .unwrap();
     child.wait().unwrap();
 }
+
+/// What a `wardgate` command printed, and how it exited.
+struct CliRun {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `wardgate erasure ARGS` against the gateway's admin listener with its admin token, as
+/// an operator would. Off the test's thread: the gateway answers on this runtime.
+async fn erasure_cli(
+    gateway: &RunningGateway,
+    token_file: &std::path::Path,
+    args: &[&str],
+) -> CliRun {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"));
+    command
+        .arg("erasure")
+        .args(args)
+        .arg("--admin")
+        .arg(format!("http://{}", gateway.admin_addr))
+        .arg("--token-file")
+        .arg(token_file);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    CliRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn the_erasure_commands_take_a_request_from_submission_to_a_verified_receipt() {
+    let pki = Pki::new();
+    let records = System::start(&["p-1"], Behaviour::Healthy).await;
+    let backend = Upstream::echo().await;
+    let systems = records.section("records", "consultation_records");
+    let gateway = start_gateway(&pki, &erasure_config(&pki, &backend.url(), &systems, "")).await;
+    let token_file = pki.path("admin-token");
+
+    let submitted = erasure_cli(
+        &gateway,
+        &token_file,
+        &[
+            "submit",
+            "--patient",
+            "p-1",
+            "--requester",
+            "the patient",
+            "--channel",
+            "counter",
+            "--reason",
+            "withdrew consent",
+            "--verification-ref",
+            "ID card, ticket 17",
+            "--submitted-by",
+            "clerk-liu",
+            "--id-only",
+        ],
+    )
+    .await;
+    assert_eq!(submitted.code, 0, "{}", submitted.stderr);
+    let id = submitted.stdout.trim().to_owned();
+    assert!(
+        !id.is_empty() && !id.contains(char::is_whitespace),
+        "--id-only prints the id alone: {:?}",
+        submitted.stdout
+    );
+    let listed = erasure_cli(&gateway, &token_file, &["list", "--ids"]).await;
+    assert_eq!(listed.stdout.lines().collect::<Vec<_>>(), [id.as_str()]);
+
+    // The two-person rule, as the operator sees it: exit 1 and the API's reason.
+    let same_person = erasure_cli(
+        &gateway,
+        &token_file,
+        &["approve", &id, "--approver", "clerk-liu"],
+    )
+    .await;
+    assert_eq!(same_person.code, 1);
+    assert!(
+        same_person.stderr.contains("409") && same_person.stderr.contains("two-person rule"),
+        "{}",
+        same_person.stderr
+    );
+    let approved = erasure_cli(
+        &gateway,
+        &token_file,
+        &["approve", &id, "--approver", "officer-sun"],
+    )
+    .await;
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+
+    // `receipt --wait` answers once the request has finished.
+    let receipt = erasure_cli(&gateway, &token_file, &["receipt", &id, "--wait", "30"]).await;
+    assert_eq!(receipt.code, 0, "{}", receipt.stderr);
+    let shown = erasure_cli(&gateway, &token_file, &["show", &id]).await;
+    let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["state"], "completed", "{shown:#}");
+
+    // The receipt checks out offline with the key the config names; an edited copy does not.
+    let config = pki.path("wardgate.yaml");
+    let config = config.to_str().unwrap();
+    let file = pki.path("receipt.json");
+    std::fs::write(&file, &receipt.stdout).unwrap();
+    let verified = erasure_cli(
+        &gateway,
+        &token_file,
+        &["verify-receipt", file.to_str().unwrap(), "--config", config],
+    )
+    .await;
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    assert!(
+        verified
+            .stdout
+            .starts_with(&format!("ok: receipt of {id} (completed")),
+        "{}",
+        verified.stdout
+    );
+    let edited = pki.path("edited-receipt.json");
+    std::fs::write(
+        &edited,
+        receipt.stdout.replace("\"completed\"", "\"failed\""),
+    )
+    .unwrap();
+    let refused = erasure_cli(
+        &gateway,
+        &token_file,
+        &[
+            "verify-receipt",
+            edited.to_str().unwrap(),
+            "--config",
+            config,
+        ],
+    )
+    .await;
+    assert_eq!(refused.code, 1);
+    assert!(refused.stdout.starts_with("FAILED: "), "{}", refused.stdout);
+
+    // A wrong admin token is refused, and the token is not printed back.
+    let wrong = pki.path("wrong-admin-token");
+    std::fs::write(&wrong, "not-the-admin-token-at-all\n").unwrap();
+    let unauthorized = erasure_cli(&gateway, &wrong, &["list"]).await;
+    assert_eq!(unauthorized.code, 1);
+    assert!(
+        unauthorized.stderr.contains("401"),
+        "{}",
+        unauthorized.stderr
+    );
+    assert!(!unauthorized.stderr.contains("not-the-admin-token"));
+    gateway.shutdown().await;
+}
