@@ -97,9 +97,9 @@ pub enum StoreError {
 }
 
 /// Opens (creating when needed) a database file in `data_dir`. The page cache is held to
-/// 8 MiB (the audit writer's to 2 MiB) and nothing is memory-mapped: the gateway's resident memory stays small however
-/// large its stores grow (the writers touch the right edge of their indexes; the CLI's
-/// queries open their own readers).
+/// 8 MiB (the audit writer's to 512 KiB, `WRITER_CACHE_KIB`) and nothing is memory-mapped: the
+/// gateway's resident memory stays small however large its stores grow (the writers touch the
+/// right edge of their indexes; the CLI's queries open their own readers).
 pub fn open(data_dir: &Path, file: &str) -> Result<Connection, StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
         path: data_dir.to_owned(),
