@@ -104,7 +104,8 @@ pub struct UpstreamIdentity<'a> {
 }
 
 impl UpstreamIdentity<'_> {
-    /// Adds the `X-Wardgate-*` headers (after [`StripRules::apply`] removed the client's).
+    /// Adds the `X-Wardgate-*` headers. Those the client sent were removed before (every name
+    /// [`StripRules::matches`]), so a client cannot assert an identity of its own.
     /// The signature covers timestamp, request id, method, path, subject, roles, department
     /// and patient, in that order, each on its own line after `wardgate-v1`.
     pub fn inject(&self, headers: &mut HeaderMap, signer: Option<&IdentitySigner>) {
