@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use wardgate::config;
 
-/// Runs the gateway until SIGTERM or SIGINT; config problems exit 2.
+/// Runs the gateway until SIGTERM or SIGINT (SIGHUP reloads); config problems exit 2.
 pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let loaded = config_or_exit!(&path);
     wardgate::logging::init(&loaded.config.log);
@@ -44,7 +44,7 @@ pub async fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `GET` the admin listener's health URL: exit 0 when it answers with success within 3 s.
+/// Asks the admin listener's health URL: exit 0 when it answers with success within 3 s.
 pub async fn health(url: String) -> anyhow::Result<ExitCode> {
     let uri: hyper::Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
