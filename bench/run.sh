@@ -13,8 +13,8 @@
 #
 # Prints one table (requests/s, p50, p99, p99.9, ratio to nginx) for HTTP/1.1 keep-alive (wrk)
 # and HTTP/2 (h2load), the latency added over the direct upstream at a paced request rate
-# (independent random waits, then the same wait for every connection), and
-# wardgate's peak RSS with 1,000 connections open. Each table's rows run in ROUNDS interleaved
+# (independent random waits, then the same wait for every connection), wardgate's peak RSS
+# with 1,000 connections open, and each target met or missed. Each table's rows run in ROUNDS interleaved
 # rounds (all rows once, then again...) and each row shows its median round, so a slow spell
 # of the shared machine does not land on one row only.
 #
@@ -361,9 +361,11 @@ h2_row() { h2load_row "$1" -c"$connections" -m1 -D"$seconds"; }
 median="median of $rounds rounds"
 run_rounds 2 wrk_row direct nginx haproxy wg-pass wg-full
 table "HTTP/1.1 keep-alive (wrk -t1 -c$connections), $median by requests/s" "${rows[@]}"
+h1_rows=("${rows[@]}")
 
 run_rounds 2 h2_row nginx haproxy wg-pass wg-full
 table "HTTP/2 (h2load -t1 -c$connections -m1), $median by requests/s" "${rows[@]}"
+h2_rows=("${rows[@]}")
 
 # Latency at a pace far below every proxy's capacity, so it is the added work that shows and
 # not a queue: each connection waits a while after each response, on average
@@ -375,16 +377,20 @@ paced_row() {
   "${load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" -s bench/paced.lua -H "$auth" "$(url "$1")" -- "$pause" "$pacing" \
     | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
 }
+# added_p99 WHAT: prints wg-full's p99 over the direct upstream's in the last table, and keeps
+# it (µs) in `added`.
 added_p99() {
   local direct_p99 full_p99
   direct_p99=$(awk '{print $4}' <<<"${rows[0]}")
   full_p99=$(awk '{print $4}' <<<"${rows[3]}")
-  echo "added p99 of wg-full over direct ($1): $(ms $((full_p99 - direct_p99))) ms"
+  added=$((full_p99 - direct_p99))
+  echo "added p99 of wg-full over direct ($1): $(ms "$added") ms"
 }
 pacing=independent
 run_rounds 4 paced_row direct nginx wg-pass wg-full
 table "Paced, independent: $connections HTTP/1.1 connections, each waiting a random time (exponential, mean ${pause} ms) between requests (about $rate requests/s), $median by p99" "${rows[@]}"
 added_p99 "independent waits"
+added_independent=$added
 pacing=in-step
 run_rounds 4 paced_row direct nginx wg-pass wg-full
 table "Paced, in step: the same connections, each waiting exactly ${pause} ms between requests, $median by p99" "${rows[@]}"
@@ -393,6 +399,35 @@ added_p99 "in-step waits"
 # Peak RSS with 1,000 connections open and busy on the full pipeline.
 "${load[@]}" wrk -t1 -c1000 -d"${seconds}s" -s bench/report.lua -H "$auth" "$(url wg-full)" >"$dir/wrk-1000.txt"
 read -r _ rps_1000 _ _ _ errors_1000 _ < <(grep "^RESULT" "$dir/wrk-1000.txt")
+peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$full_pid/status")
 echo
-echo "wg-full with 1,000 connections: ${rps_1000} requests/s, ${errors_1000} errors; peak RSS $(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$full_pid/status")"
+echo "wg-full with 1,000 connections: ${rps_1000} requests/s, ${errors_1000} errors; peak RSS $(awk -v kb="$peak_kb" 'BEGIN {printf "%.1f MB", kb / 1024}')"
 echo "wg-pass peak RSS over the run: $(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$pass_pid/status")"
+
+# The targets wardgate is held to on a 2-core machine, each against this run's figures.
+# field NAME FIELD ROWS...: field FIELD (2 requests/s, 4 p99 µs) of row NAME.
+field() {
+  local name=$1 index=$2
+  shift 2
+  printf '%s\n' "$@" | awk -v name="$name" -v i="$index" '$1 == name {print $i}'
+}
+# ratio_target WHAT ROWS...: wg-pass at least nginx's requests/s with a p99 no worse, and
+# wg-full at least 0.8 of nginx's requests/s.
+ratio_target() {
+  local what=$1 nginx_rps nginx_p99 pass_rps pass_p99 full_rps
+  shift
+  nginx_rps=$(field nginx 2 "$@") nginx_p99=$(field nginx 4 "$@")
+  pass_rps=$(field wg-pass 2 "$@") pass_p99=$(field wg-pass 4 "$@")
+  full_rps=$(field wg-full 2 "$@")
+  awk -v what="$what" -v n="$nginx_rps" -v np="$nginx_p99" -v p="$pass_rps" -v pp="$pass_p99" -v f="$full_rps" 'BEGIN {
+    verdict = (p >= n && pp <= np) ? "met" : "missed"
+    printf "  passthrough, %-9s %.2f of nginx, p99 %.2f against %.2f ms (at least 1.00, p99 no worse): %s\n", what ":", p / n, pp / 1000, np / 1000, verdict
+    printf "  full pipeline, %-9s %.2f of nginx (at least 0.80): %s\n", what ":", f / n, (f >= 0.8 * n) ? "met" : "missed" }'
+}
+echo
+echo "Targets (2-core machine), against this run"
+ratio_target "HTTP/1.1" "${h1_rows[@]}"
+ratio_target "HTTP/2" "${h2_rows[@]}"
+awk -v us="$added_independent" -v kb="$peak_kb" 'BEGIN {
+  printf "  added p99 of the full pipeline, independent waits: %.2f ms (under 2 ms): %s\n", us / 1000, (us < 2000) ? "met" : "missed"
+  printf "  peak RSS, wg-full at 1,000 connections: %.1f MB (under 64 MB): %s\n", kb / 1024, (kb < 64 * 1024) ? "met" : "missed" }'
