@@ -322,11 +322,18 @@ h2load_row() {
 
 ms() { awk -v us="$1" 'BEGIN {printf "%.2f", us / 1000}'; }
 
+# field NAME FIELD ROWS...: field FIELD (2 requests/s, 4 p99 µs) of row NAME.
+field() {
+  local name=$1 index=$2
+  shift 2
+  printf '%s\n' "$@" | awk -v name="$name" -v i="$index" '$1 == name {print $i}'
+}
+
 # table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors".
 table() {
   local title=$1 nginx_rps
   shift
-  nginx_rps=$(printf '%s\n' "$@" | awk '$1 == "nginx" {print $2}')
+  nginx_rps=$(field nginx 2 "$@")
   echo
   echo "$title"
   printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s |\n' "" "requests/s" "p50 ms" "p99 ms" "p99.9 ms" "vs nginx" "errors"
@@ -380,10 +387,7 @@ paced_row() {
 # added_p99 WHAT: prints wg-full's p99 over the direct upstream's in the last table, and keeps
 # it (µs) in `added`.
 added_p99() {
-  local direct_p99 full_p99
-  direct_p99=$(awk '{print $4}' <<<"${rows[0]}")
-  full_p99=$(awk '{print $4}' <<<"${rows[3]}")
-  added=$((full_p99 - direct_p99))
+  added=$(($(field wg-full 4 "${rows[@]}") - $(field direct 4 "${rows[@]}")))
   echo "added p99 of wg-full over direct ($1): $(ms "$added") ms"
 }
 pacing=independent
@@ -405,12 +409,6 @@ echo "wg-full with 1,000 connections: ${rps_1000} requests/s, ${errors_1000} err
 echo "wg-pass peak RSS over the run: $(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$pass_pid/status")"
 
 # The targets wardgate is held to on a 2-core machine, each against this run's figures.
-# field NAME FIELD ROWS...: field FIELD (2 requests/s, 4 p99 µs) of row NAME.
-field() {
-  local name=$1 index=$2
-  shift 2
-  printf '%s\n' "$@" | awk -v name="$name" -v i="$index" '$1 == name {print $i}'
-}
 # ratio_target WHAT ROWS...: wg-pass at least nginx's requests/s with a p99 no worse, and
 # wg-full at least 0.8 of nginx's requests/s.
 ratio_target() {
