@@ -100,7 +100,9 @@ impl Rejection {
                 UpstreamError::Connect | UpstreamError::Broken => StatusCode::BAD_GATEWAY,
                 UpstreamError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 UpstreamError::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
-                UpstreamError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+                UpstreamError::Overloaded | UpstreamError::OutOfFiles => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             },
             Rejection::BadBody(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedBody(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -259,4 +261,21 @@ pub fn error_response(
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_descriptors_is_a_503_that_says_nothing_of_the_gateways_files() {
+        let rejection = Rejection::from(UpstreamError::OutOfFiles);
+        assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(rejection.outcome(), "allow");
+        assert_eq!(rejection.kind(), "out_of_files");
+        assert_eq!(
+            rejection.public_message(),
+            "the upstream service is unavailable"
+        );
+    }
 }

@@ -24,6 +24,9 @@ use crate::config::{Invalid, UpstreamConfig};
 pub enum UpstreamError {
     #[error("the upstream refused or dropped the connection")]
     Connect,
+    /// Not the upstream's fault: the gateway could not open a socket.
+    #[error("no file descriptor left to connect to the upstream (the open-files limit)")]
+    OutOfFiles,
     #[error("connecting to the upstream timed out")]
     ConnectTimeout,
     #[error("the upstream did not answer in time")]
@@ -43,6 +46,7 @@ impl UpstreamError {
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamError::Connect => "connect",
+            UpstreamError::OutOfFiles => "out_of_files",
             UpstreamError::ConnectTimeout => "connect_timeout",
             UpstreamError::ResponseTimeout => "response_timeout",
             UpstreamError::Broken => "broken",
@@ -230,9 +234,12 @@ fn classify(err: &(dyn std::error::Error + 'static), connecting: bool) -> Upstre
     if BodyTimeout::caused(err) {
         return UpstreamError::RequestBodyTimeout;
     }
-    let timed_out = std::iter::successors(Some(err), |e| e.source())
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::TimedOut);
+    let mut io_errors = std::iter::successors(Some(err), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>());
+    if connecting && io_errors.clone().any(crate::server::open_files::exhausted) {
+        return UpstreamError::OutOfFiles;
+    }
+    let timed_out = io_errors.any(|io| io.kind() == std::io::ErrorKind::TimedOut);
     match (connecting, timed_out) {
         (true, true) => UpstreamError::ConnectTimeout,
         (true, false) => UpstreamError::Connect,
@@ -280,5 +287,34 @@ mod tests {
             let uri: Uri = url.parse().unwrap();
             assert_eq!(host_header(&uri).unwrap(), host, "{url}");
         }
+    }
+
+    /// An error with a cause, as the connector wraps the socket's `io::Error`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("tcp connect error")]
+    struct Wrapped(#[source] std::io::Error);
+
+    #[test]
+    fn a_connect_failing_for_want_of_descriptors_is_the_gateways_not_the_upstreams() {
+        let cause = |errno| Wrapped(std::io::Error::from_raw_os_error(errno));
+        // EMFILE (the process's limit) and ENFILE (the system's).
+        for errno in [24, 23] {
+            assert!(matches!(
+                classify(&cause(errno), true),
+                UpstreamError::OutOfFiles
+            ));
+        }
+        // ECONNREFUSED and ETIMEDOUT keep their meaning.
+        assert!(matches!(
+            classify(&cause(111), true),
+            UpstreamError::Connect
+        ));
+        assert!(matches!(
+            classify(&cause(110), true),
+            UpstreamError::ConnectTimeout
+        ));
+        // Mid-request, whatever the cause: broken.
+        assert!(matches!(classify(&cause(24), false), UpstreamError::Broken));
+        assert_eq!(UpstreamError::OutOfFiles.kind(), "out_of_files");
     }
 }

@@ -19,7 +19,14 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Ok(pair) => pair,
             Err(err) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %err, "accept failed");
+                if super::open_files::exhausted(&err) {
+                    tracing::warn!(
+                        error = %err,
+                        "accept failed: no file descriptor left (the open-files limit is reached)"
+                    );
+                } else {
+                    tracing::warn!(error = %err, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

@@ -4,6 +4,7 @@
 pub mod activity;
 mod connection;
 mod listener;
+pub mod open_files;
 mod signals;
 mod watchers;
 
@@ -251,6 +252,7 @@ impl RunningGateway {
     pub async fn start(loaded: LoadedConfig) -> Result<RunningGateway, StartError> {
         let prepared = prepare(&loaded).await?;
         let config = &loaded.config;
+        let open_files = open_files::raise_for(config);
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -352,7 +354,13 @@ impl RunningGateway {
             tokio::runtime::RuntimeFlavor::CurrentThread => "current_thread",
             _ => "multi_thread",
         };
-        tracing::info!(%proxy_addr, %admin_addr, runtime, "wardgate is serving");
+        tracing::info!(
+            %proxy_addr,
+            %admin_addr,
+            runtime,
+            open_files = open_files.now,
+            "wardgate is serving"
+        );
         Ok(RunningGateway {
             proxy_addr,
             admin_addr,

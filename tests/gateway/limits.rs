@@ -1,5 +1,9 @@
 //! Body size limits: declared and streamed bodies over the limit get 413, per-route limits
-//! raise it for uploads, and oversized headers are refused.
+//! raise it for uploads, and oversized headers are refused. Connection limits: past
+//! `max_connections` a connection is closed at once, and a low open-files limit is raised at
+//! start (or named in a warning when the hard limit is too low for the config).
+
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -152,4 +156,102 @@ async fn connections_past_the_maximum_are_closed_at_once() {
         "a slot is free again after the first connection closed"
     );
     gateway.shutdown().await;
+}
+
+/// The soft and hard open-files limits of a process (`self` or a pid), from `/proc`.
+fn open_files_limits(pid: &str) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+fn json_log_config(pki: &Pki, upstream_url: &str) -> PathBuf {
+    let config = standard_config(pki, upstream_url)
+        .replace("  level: warn", "  level: info\n  format: json");
+    write_config(pki, &config)
+}
+
+/// Kills the gateway process when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_low_open_files_limit_is_raised_at_start_and_more_connections_are_served() {
+    let (_, hard) = open_files_limits("self");
+    if hard < 1024 {
+        eprintln!(
+            "skipped: the hard open-files limit here is {hard}, too low to show a raise past 256"
+        );
+        return;
+    }
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let path = json_log_config(&pki, &upstream.url());
+    let (child, events) = spawn_binary_after("ulimit -S -n 256", &path);
+    let process = Killed(child);
+
+    let raised = events
+        .iter()
+        .find(|event| event["message"] == "raised the open-files limit")
+        .expect("the raise is logged");
+    assert_eq!(raised["was"], 256);
+    assert_eq!(raised["now"], hard);
+    let serving = events.last().unwrap();
+    assert_eq!(serving["open_files"], hard);
+    assert_eq!(open_files_limits(&process.0.id().to_string()), (hard, hard));
+
+    // More connections open at once than the limit it was started with, each served.
+    let proxy_addr = serving["proxy_addr"].as_str().unwrap().parse().unwrap();
+    let statuses = get_concurrently(proxy_addr, &pki.ca_cert, 300).await;
+    assert_eq!(statuses, vec![StatusCode::OK; 300]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hard_open_files_limit_below_the_configs_needs_is_named_in_a_warning() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let path = json_log_config(&pki, &upstream.url());
+    let (child, events) = spawn_binary_after("ulimit -n 512", &path);
+    let _process = Killed(child);
+
+    let warning = events
+        .iter()
+        .find(|event| event["level"] == "WARN")
+        .expect("a warning about the limit");
+    let message = warning["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the open-files limit is below what server.limits.max_connections"),
+        "{message}"
+    );
+    assert!(message.contains("LimitNOFILE="), "{message}");
+    assert_eq!(warning["limit"], 512);
+    // The defaults: 10,000 client connections, 256 to the upstream, 64 for the gateway itself.
+    assert_eq!(warning["needed"], 10_000 + 256 + 64);
+    assert_eq!(warning["max_connections"], 10_000);
+    assert!(
+        !events
+            .iter()
+            .any(|event| event["message"] == "raised the open-files limit"),
+        "nothing to raise: soft and hard are both 512"
+    );
+
+    // It still serves.
+    let serving = events.last().unwrap();
+    assert_eq!(serving["open_files"], 512);
+    let proxy_addr = serving["proxy_addr"].as_str().unwrap().parse().unwrap();
+    let statuses = get_concurrently(proxy_addr, &pki.ca_cert, 2).await;
+    assert_eq!(statuses, vec![StatusCode::OK; 2]);
 }

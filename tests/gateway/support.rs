@@ -748,10 +748,11 @@ routes:
 /// Runs the real `wardgate run` binary on a config that logs JSON at info level; returns the
 /// child and the proxy and admin addresses from its "wardgate is serving" event.
 pub fn spawn_binary(config: &Path) -> (std::process::Child, SocketAddr, SocketAddr) {
-    let (child, serving) = spawn_binary_by(
+    let (child, events) = spawn_binary_by(
         std::process::Command::new(env!("CARGO_BIN_EXE_wardgate")),
         config,
     );
+    let serving = events.last().unwrap();
     let addr = |name: &str| serving[name].as_str().unwrap().parse().unwrap();
     (child, addr("proxy_addr"), addr("admin_addr"))
 }
@@ -761,13 +762,31 @@ pub fn spawn_binary(config: &Path) -> (std::process::Child, SocketAddr, SocketAd
 pub fn spawn_binary_on_one_cpu(config: &Path) -> (std::process::Child, serde_json::Value) {
     let mut taskset = std::process::Command::new("taskset");
     taskset.args(["-c", "0", env!("CARGO_BIN_EXE_wardgate")]);
-    spawn_binary_by(taskset, config)
+    let (child, mut events) = spawn_binary_by(taskset, config);
+    (child, events.pop().unwrap())
 }
 
+/// Runs the binary from `sh` after `setup` (such as `ulimit -S -n 256`), as a shell or a
+/// service manager with those settings starts it; returns the child and its log events up to
+/// and including "wardgate is serving".
+pub fn spawn_binary_after(
+    setup: &str,
+    config: &Path,
+) -> (std::process::Child, Vec<serde_json::Value>) {
+    let mut shell = std::process::Command::new("sh");
+    shell.args([
+        "-c",
+        &format!("{setup} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_wardgate"),
+    ]);
+    spawn_binary_by(shell, config)
+}
+
+/// The child and its JSON log events up to and including "wardgate is serving".
 fn spawn_binary_by(
     mut command: std::process::Command,
     config: &Path,
-) -> (std::process::Child, serde_json::Value) {
+) -> (std::process::Child, Vec<serde_json::Value>) {
     use std::io::BufRead;
     let mut child = command
         .args(["run", "--config"])
@@ -777,18 +796,21 @@ fn spawn_binary_by(
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let serving = loop {
+    let mut events = Vec::new();
+    loop {
         let line = lines.next().expect("the gateway exited").unwrap();
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        if event["message"] == "wardgate is serving" {
-            break event;
+        let serving = event["message"] == "wardgate is serving";
+        events.push(event);
+        if serving {
+            break;
         }
-    };
+    }
     // Keep reading its log, so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, serving)
+    (child, events)
 }
 
 /// A token for a subject with one role, and optionally a department and a patient id.
