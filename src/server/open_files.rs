@@ -47,32 +47,65 @@ pub fn raise() -> OpenFilesLimit {
     }
 }
 
-/// How many descriptors the config lets the gateway hold at once: every client connection
-/// it accepts, every pooled upstream connection, and [`RESERVED`].
-pub fn needed(config: &Config) -> u64 {
-    let clients = config.server.limits.max_connections as u64;
-    let upstreams: u64 = config
-        .upstreams
-        .values()
-        .map(|upstream| upstream.pool.max_connections as u64)
-        .sum();
-    clients.saturating_add(upstreams).saturating_add(RESERVED)
+/// How many descriptors the config lets the gateway hold at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// `server.limits.max_connections`.
+    pub clients: u64,
+    /// The upstreams' `pool.max_connections`, summed.
+    pub upstreams: u64,
+    /// [`RESERVED`], for the gateway's own files.
+    pub own: u64,
 }
+
+impl Needs {
+    pub fn of(config: &Config) -> Needs {
+        Needs {
+            clients: config.server.limits.max_connections as u64,
+            upstreams: config
+                .upstreams
+                .values()
+                .map(|upstream| upstream.pool.max_connections as u64)
+                .sum(),
+            own: RESERVED,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.clients
+            .saturating_add(self.upstreams)
+            .saturating_add(self.own)
+    }
+}
+
+impl std::fmt::Display for Needs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} descriptors (server.limits.max_connections {}, the upstreams' pool.max_connections {}, {} for the gateway's own files)",
+            self.total(),
+            self.clients,
+            self.upstreams,
+            self.own
+        )
+    }
+}
+
+/// What to do when the limit is below the needs.
+pub const FIX: &str = "raise the hard open-files limit (LimitNOFILE= in the systemd unit, the \
+     container's nofile ulimit, ulimit -Hn) or lower server.limits.max_connections";
 
 /// Raises the limit and logs the outcome: at `info` when it was raised, at `warn` when it is
 /// still below what the config needs.
 pub fn raise_for(config: &Config) -> OpenFilesLimit {
     let limit = raise();
-    let needed = needed(config);
-    if limit.now < needed {
+    let needs = Needs::of(config);
+    if limit.now < needs.total() {
         tracing::warn!(
             limit = limit.now,
-            needed,
-            max_connections = config.server.limits.max_connections,
-            "the open-files limit is below what server.limits.max_connections and the \
-             upstreams' pool.max_connections allow; connections past it will be refused. \
-             Raise the hard limit (LimitNOFILE= in the systemd unit, ulimit -Hn) or lower \
-             server.limits.max_connections"
+            needed = needs.total(),
+            "the open-files limit is below the {needs} the config allows: connections past it \
+             will fail; {FIX}"
         );
     } else if limit.now > limit.was {
         tracing::info!(

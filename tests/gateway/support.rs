@@ -813,6 +813,20 @@ fn spawn_binary_by(
     (child, events)
 }
 
+/// The soft and hard open-files limits of a process (`self` or a pid), from `/proc`.
+pub fn open_files_limits(pid: &str) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
 /// A token for a subject with one role, and optionally a department and a patient id.
 pub fn principal(
     subject: &str,

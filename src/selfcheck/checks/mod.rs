@@ -69,6 +69,6 @@ pub fn run(config: &Config, live: Option<&Live>) -> Vec<Item> {
     erasure::erasure(config, &mut items);
     recovery::recovery(config, &mut items);
     operations::alerts(config, &mut items);
-    operations::operations(live, &mut items);
+    operations::operations(config, live, &mut items);
     items
 }
