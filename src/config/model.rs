@@ -525,6 +525,11 @@ pub struct ServerTls {
     pub client_ca: Option<PathBuf>,
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// Session resumption through tickets the client keeps, sealed under keys only this process
+    /// holds (rotated every 6 hours, new on every reload): any number of clients resume. When
+    /// false, resumption state is kept in the gateway's memory, for the last 256 sessions.
+    #[serde(default = "defaults::yes")]
+    pub session_tickets: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

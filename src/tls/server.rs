@@ -16,7 +16,8 @@ pub struct ServerTlsConfig {
 }
 
 /// Builds the listener's config from `server.tls`: certificate chain and key, ALPN `h2` and
-/// `http/1.1`, and client certificate verification when `client_ca` is set.
+/// `http/1.1`, session tickets unless turned off, and client certificate verification when
+/// `client_ca` is set.
 pub fn server_config(tls: &ServerTls) -> Result<ServerTlsConfig, Vec<Invalid>> {
     let mut problems = Vec::new();
     let certs =
@@ -62,6 +63,18 @@ pub fn server_config(tls: &ServerTls) -> Result<ServerTlsConfig, Vec<Invalid>> {
     })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = true;
+    if tls.session_tickets {
+        // A client reconnecting (a phone between networks, an app woken up) resumes without a
+        // certificate signature; rustls resumes TLS 1.3 with a fresh key exchange only, so
+        // each connection keeps forward secrecy. Tickets of an earlier config do not open: a
+        // reload's new certificate is seen by every client at once.
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|err| {
+            vec![Invalid::new(
+                "server.tls.session_tickets",
+                format!("cannot make a ticket key: {err}"),
+            )]
+        })?;
+    }
     Ok(ServerTlsConfig {
         config: Arc::new(config),
         cert_not_after,

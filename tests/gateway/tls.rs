@@ -1,5 +1,5 @@
-//! The listener's TLS: TLS 1.2 and 1.3 only, AEAD suites only, ALPN h2 and http/1.1, and
-//! client certificates when mTLS is configured. Weak protocols are probed with the openssl
+//! The listener's TLS: TLS 1.2 and 1.3 only, AEAD suites only, ALPN h2 and http/1.1,
+//! client certificates when mTLS is configured, and session resumption. Weak protocols are probed with the openssl
 //! command-line client, since rustls cannot even offer them.
 
 use std::process::{Command, Stdio};
@@ -163,4 +163,65 @@ async fn is_refused(addr: std::net::SocketAddr, connector: &tokio_rustls::TlsCon
         .body(no_body())
         .unwrap();
     sender.send_request(request).await.is_err()
+}
+
+/// One request on a new connection through `connector`, read to its end (which also takes in
+/// the session tickets the gateway sends after the handshake); how the handshake went.
+async fn one_request(
+    addr: std::net::SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> rustls::HandshakeKind {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_stream(addr, connector).await.unwrap();
+    let kind = tls.get_ref().1.handshake_kind().unwrap();
+    tls.write_all(
+        b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response).await.unwrap();
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    kind
+}
+
+#[tokio::test]
+async fn clients_resume_their_sessions_and_with_tickets_however_many_came_between() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    for tickets in [true, false] {
+        let mut config = standard_config(&pki, &upstream.url());
+        if !tickets {
+            config = config.replace("  limits:\n", "    session_tickets: false\n  limits:\n");
+        }
+        let gateway = start_gateway(&pki, &config).await;
+        let addr = gateway.proxy_addr;
+        let returning = tls_connector(&pki.ca_cert, &[b"http/1.1"], None);
+        assert_eq!(one_request(addr, &returning).await, Full);
+        // Back at once: resumed either way.
+        assert_eq!(
+            one_request(addr, &returning).await,
+            Resumed,
+            "tickets: {tickets}"
+        );
+
+        // 150 other clients in between, each leaving two TLS 1.3 tickets: more than the 256
+        // sessions the gateway keeps in memory without tickets.
+        for _ in 0..150 {
+            let other = tls_connector(&pki.ca_cert, &[b"http/1.1"], None);
+            assert_eq!(one_request(addr, &other).await, Full);
+        }
+        let expected = if tickets { Resumed } else { Full };
+        assert_eq!(
+            one_request(addr, &returning).await,
+            expected,
+            "tickets: {tickets}"
+        );
+        gateway.shutdown().await;
+    }
 }
