@@ -27,7 +27,7 @@ pub struct OpenFilesLimit {
 
 /// Raises the soft limit to the hard limit. When the change is refused the limit stays as it
 /// was; the gateway still runs.
-pub fn raise() -> OpenFilesLimit {
+fn raise() -> OpenFilesLimit {
     let limit = getrlimit(Resource::Nofile);
     let was = limit.current.unwrap_or(u64::MAX);
     let hard = limit.maximum.unwrap_or(UNLIMITED_AS);

@@ -6,6 +6,8 @@
 use http::{Method, Request, StatusCode};
 
 use crate::support::*;
+use wardgate::demo::pki::IssuedFiles;
+use wardgate::RunningGateway;
 
 /// The test's principals: (name, roles, department, patient id).
 const PRINCIPALS: &[(&str, &str, Option<&str>, Option<&str>)] = &[
@@ -378,8 +380,9 @@ async fn a_break_glass_grant_expires() {
     gateway.shutdown().await;
 }
 
-#[tokio::test]
-async fn service_accounts_identify_with_client_certificates_and_may_name_patients_in_headers() {
+/// A gateway with the access-control config, and the client certificate of its `scheduling`
+/// service account.
+async fn scheduling_service() -> (Pki, Upstream, RunningGateway, IssuedFiles) {
     let pki = Pki::new();
     let upstream = Upstream::echo().await;
     let gateway = start_gateway(&pki, &authz_config(&pki, &upstream.url())).await;
@@ -387,6 +390,12 @@ async fn service_accounts_identify_with_client_certificates_and_may_name_patient
         .ca
         .issue_client(pki.dir.path(), "scheduling", "scheduling.internal")
         .unwrap();
+    (pki, upstream, gateway, files)
+}
+
+#[tokio::test]
+async fn service_accounts_identify_with_client_certificates_and_may_name_patients_in_headers() {
+    let (pki, upstream, gateway, files) = scheduling_service().await;
     let mut service = Client::h1_at(gateway.proxy_addr, &pki.ca_cert, Some(&files)).await;
     let request = Request::post("/api/appointments")
         .header("x-patient-id", "p-2")
@@ -447,13 +456,7 @@ async fn service_accounts_identify_with_client_certificates_and_may_name_patient
 #[tokio::test]
 async fn a_service_account_on_a_resumed_session_is_still_identified_by_its_certificate() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let pki = Pki::new();
-    let upstream = Upstream::echo().await;
-    let gateway = start_gateway(&pki, &authz_config(&pki, &upstream.url())).await;
-    let files = pki
-        .ca
-        .issue_client(pki.dir.path(), "scheduling", "scheduling.internal")
-        .unwrap();
+    let (pki, upstream, gateway, files) = scheduling_service().await;
     let connector = tls_connector(&pki.ca_cert, &[b"http/1.1"], Some(&files));
     for (attempt, expected) in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed]
         .into_iter()

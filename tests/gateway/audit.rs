@@ -693,8 +693,7 @@ async fn committed_records_are_copied_to_the_siem_sink_which_reopens_on_reload()
 async fn a_killed_gateway_loses_no_acknowledged_request() {
     let pki = Pki::new();
     let upstream = Upstream::start(|_request| async { Response::new(full("{}")) }).await;
-    let config = authz_config(&pki, &upstream.url())
-        .replace("  level: warn", "  level: info\n  format: json");
+    let config = with_json_log(&authz_config(&pki, &upstream.url()));
     let path = write_config(&pki, &config);
     let spawn = || {
         let (child, addr, _) = spawn_binary(&path);

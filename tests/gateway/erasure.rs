@@ -481,8 +481,7 @@ async fn a_gateway_killed_mid_erasure_resumes_without_repeating_or_skipping_a_sy
         first.section("first", "a")
     );
     let backend = Upstream::echo().await;
-    let config = erasure_config(&pki, &backend.url(), &systems, "")
-        .replace("  level: warn", "  level: info\n  format: json");
+    let config = with_json_log(&erasure_config(&pki, &backend.url(), &systems, ""));
     let path = write_config(&pki, &config);
     let spawn = || {
         let (child, _, admin) = spawn_binary(&path);

@@ -90,20 +90,23 @@ async fn a_bad_reload_keeps_the_running_config_and_a_good_one_applies() {
 
 /// The gateway binary, started with a config; its JSON log says where it listens.
 struct GatewayProcess {
-    child: std::process::Child,
+    child: KilledOnDrop,
     proxy_addr: std::net::SocketAddr,
 }
 
 impl GatewayProcess {
     fn start(config: &std::path::Path) -> GatewayProcess {
         let (child, proxy_addr, _) = spawn_binary(config);
-        GatewayProcess { child, proxy_addr }
+        GatewayProcess {
+            child: KilledOnDrop(child),
+            proxy_addr,
+        }
     }
 
     /// Sends SIGTERM and waits for the exit code.
     async fn terminate(mut self) -> Option<i32> {
         self.signal("TERM");
-        tokio::task::spawn_blocking(move || self.child.wait().map(|s| s.code()))
+        tokio::task::spawn_blocking(move || self.child.0.wait().map(|s| s.code()))
             .await
             .unwrap()
             .unwrap()
@@ -111,17 +114,10 @@ impl GatewayProcess {
 
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
+            .args(["-s", name, &self.child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -138,8 +134,7 @@ async fn served_certificate(addr: std::net::SocketAddr, ca: &std::path::Path) ->
 async fn sighup_reloads_the_certificate_without_dropping_open_connections() {
     let pki = Pki::new();
     let upstream = Upstream::echo().await;
-    let config = standard_config(&pki, &upstream.url())
-        .replace("  level: warn", "  level: info\n  format: json");
+    let config = with_json_log(&standard_config(&pki, &upstream.url()));
     let path = write_config(&pki, &config);
     let process = GatewayProcess::start(&path);
     let addr = process.proxy_addr;
@@ -198,8 +193,7 @@ async fn on_one_cpu_the_binary_runs_one_thread_for_connections_and_serves_concur
         echo(request).await
     })
     .await;
-    let config = standard_config(&pki, &upstream.url())
-        .replace("  level: warn", "  level: info\n  format: json");
+    let config = with_json_log(&standard_config(&pki, &upstream.url()));
     let path = write_config(&pki, &config);
     let (child, serving) = spawn_binary_on_one_cpu(&path);
     assert_eq!(
@@ -207,7 +201,7 @@ async fn on_one_cpu_the_binary_runs_one_thread_for_connections_and_serves_concur
         "one CPU: no worker pool, connections are served on the main thread"
     );
     let process = GatewayProcess {
-        child,
+        child: KilledOnDrop(child),
         proxy_addr: serving["proxy_addr"].as_str().unwrap().parse().unwrap(),
     };
 

@@ -159,19 +159,7 @@ async fn connections_past_the_maximum_are_closed_at_once() {
 }
 
 fn json_log_config(pki: &Pki, upstream_url: &str) -> PathBuf {
-    let config = standard_config(pki, upstream_url)
-        .replace("  level: warn", "  level: info\n  format: json");
-    write_config(pki, &config)
-}
-
-/// Kills the gateway process when the test ends, however it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    write_config(pki, &with_json_log(&standard_config(pki, upstream_url)))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,7 +175,7 @@ async fn a_low_open_files_limit_is_raised_at_start_and_more_connections_are_serv
     let upstream = Upstream::echo().await;
     let path = json_log_config(&pki, &upstream.url());
     let (child, events) = spawn_binary_after("ulimit -S -n 256", &path);
-    let process = Killed(child);
+    let process = KilledOnDrop(child);
 
     let raised = events
         .iter()
@@ -211,7 +199,7 @@ async fn a_hard_open_files_limit_below_the_configs_needs_is_named_in_a_warning()
     let upstream = Upstream::echo().await;
     let path = json_log_config(&pki, &upstream.url());
     let (child, events) = spawn_binary_after("ulimit -n 512", &path);
-    let _process = Killed(child);
+    let _process = KilledOnDrop(child);
 
     let warning = events
         .iter()

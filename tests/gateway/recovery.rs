@@ -78,12 +78,10 @@ pub(crate) fn restore_config(pki: &Pki, url: &str) -> String {
     let ring = pki.path("kek-ring.json");
     wardgate::crypto::manage::init(&ring).unwrap();
     std::fs::create_dir(pki.path("ledger")).unwrap();
-    let config = authz_config(pki, url)
-        .replace(
-            "    resource: patient_profile\n    patient: { from: path, name: patient_id }\n",
-            "    resource: patient_profile\n    patient: { from: path, name: patient_id }\n    fields:\n      phone: [\"$.phone\"]\n",
-        )
-        .replace("  level: warn", "  level: info\n  format: json");
+    let config = with_json_log(&authz_config(pki, url).replace(
+        "    resource: patient_profile\n    patient: { from: path, name: patient_id }\n",
+        "    resource: patient_profile\n    patient: { from: path, name: patient_id }\n    fields:\n      phone: [\"$.phone\"]\n",
+    ));
     let config = format!(
         "{config}
 field_protection:

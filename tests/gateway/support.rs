@@ -745,6 +745,22 @@ routes:
     )
 }
 
+/// A test config with the log at `info` as JSON lines: what the spawned binary's
+/// "wardgate is serving" event (its addresses) is read from.
+pub fn with_json_log(config: &str) -> String {
+    config.replace("  level: warn", "  level: info\n  format: json")
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs the real `wardgate run` binary on a config that logs JSON at info level; returns the
 /// child and the proxy and admin addresses from its "wardgate is serving" event.
 pub fn spawn_binary(config: &Path) -> (std::process::Child, SocketAddr, SocketAddr) {
