@@ -3,8 +3,6 @@
 //! `max_connections` a connection is closed at once, and a low open-files limit is raised at
 //! start (or named in a warning when the hard limit is too low for the config).
 
-use std::path::PathBuf;
-
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -158,8 +156,30 @@ async fn connections_past_the_maximum_are_closed_at_once() {
     gateway.shutdown().await;
 }
 
-fn json_log_config(pki: &Pki, upstream_url: &str) -> PathBuf {
-    write_config(pki, &with_json_log(&standard_config(pki, upstream_url)))
+/// The real binary on the standard config with JSON logs, started by a shell after `ulimit`,
+/// with its upstream and the events it logged up to "wardgate is serving". Kept whole: the
+/// gateway and the upstream live as long as this does.
+struct StartedUnderLimit {
+    pki: Pki,
+    _upstream: Upstream,
+    process: KilledOnDrop,
+    events: Vec<serde_json::Value>,
+}
+
+async fn start_after_ulimit(ulimit: &str) -> StartedUnderLimit {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let path = write_config(
+        &pki,
+        &with_json_log(&standard_config(&pki, &upstream.url())),
+    );
+    let (child, events) = spawn_binary_after(ulimit, &path);
+    StartedUnderLimit {
+        pki,
+        _upstream: upstream,
+        process: KilledOnDrop(child),
+        events,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,11 +191,8 @@ async fn a_low_open_files_limit_is_raised_at_start_and_more_connections_are_serv
         );
         return;
     }
-    let pki = Pki::new();
-    let upstream = Upstream::echo().await;
-    let path = json_log_config(&pki, &upstream.url());
-    let (child, events) = spawn_binary_after("ulimit -S -n 256", &path);
-    let process = KilledOnDrop(child);
+    let started = start_after_ulimit("ulimit -S -n 256").await;
+    let events = &started.events;
 
     let raised = events
         .iter()
@@ -185,21 +202,21 @@ async fn a_low_open_files_limit_is_raised_at_start_and_more_connections_are_serv
     assert_eq!(raised["now"], hard);
     let serving = events.last().unwrap();
     assert_eq!(serving["open_files"], hard);
-    assert_eq!(open_files_limits(&process.0.id().to_string()), (hard, hard));
+    assert_eq!(
+        open_files_limits(&started.process.0.id().to_string()),
+        (hard, hard)
+    );
 
     // More connections open at once than the limit it was started with, each served.
     let proxy_addr = serving["proxy_addr"].as_str().unwrap().parse().unwrap();
-    let statuses = get_concurrently(proxy_addr, &pki.ca_cert, 300).await;
+    let statuses = get_concurrently(proxy_addr, &started.pki.ca_cert, 300).await;
     assert_eq!(statuses, vec![StatusCode::OK; 300]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hard_open_files_limit_below_the_configs_needs_is_named_in_a_warning() {
-    let pki = Pki::new();
-    let upstream = Upstream::echo().await;
-    let path = json_log_config(&pki, &upstream.url());
-    let (child, events) = spawn_binary_after("ulimit -n 512", &path);
-    let _process = KilledOnDrop(child);
+    let started = start_after_ulimit("ulimit -n 512").await;
+    let events = &started.events;
 
     let warning = events
         .iter()
@@ -228,6 +245,6 @@ async fn a_hard_open_files_limit_below_the_configs_needs_is_named_in_a_warning()
     let serving = events.last().unwrap();
     assert_eq!(serving["open_files"], 512);
     let proxy_addr = serving["proxy_addr"].as_str().unwrap().parse().unwrap();
-    let statuses = get_concurrently(proxy_addr, &pki.ca_cert, 2).await;
+    let statuses = get_concurrently(proxy_addr, &started.pki.ca_cert, 2).await;
     assert_eq!(statuses, vec![StatusCode::OK; 2]);
 }
