@@ -455,23 +455,19 @@ async fn service_accounts_identify_with_client_certificates_and_may_name_patient
 /// identifies it.
 #[tokio::test]
 async fn a_service_account_on_a_resumed_session_is_still_identified_by_its_certificate() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (pki, upstream, gateway, files) = scheduling_service().await;
     let connector = tls_connector(&pki.ca_cert, &[b"http/1.1"], Some(&files));
     for (attempt, expected) in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed]
         .into_iter()
         .enumerate()
     {
-        let mut tls = tls_stream(gateway.proxy_addr, &connector).await.unwrap();
-        assert_eq!(tls.get_ref().1.handshake_kind(), Some(expected));
         let patient = format!("p-{attempt}");
         let request = format!(
             "GET /api/appointments HTTP/1.1\r\nHost: localhost\r\nX-Patient-Id: {patient}\r\nConnection: close\r\n\r\n"
         );
-        tls.write_all(request.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        tls.read_to_end(&mut response).await.unwrap();
-        let text = String::from_utf8_lossy(&response);
+        let (kind, text) =
+            raw_exchange_through(gateway.proxy_addr, &connector, request.as_bytes()).await;
+        assert_eq!(kind, expected);
         assert!(text.starts_with("HTTP/1.1 200"), "{expected:?}: {text}");
         let seen = upstream.last().headers;
         assert_eq!(seen["x-wardgate-subject"], "svc-scheduling", "{expected:?}");

@@ -508,12 +508,30 @@ pub async fn raw_exchange_offering(
     alpn: &[&[u8]],
     request: &[u8],
 ) -> String {
-    let mut tls = tls_stream(addr, &tls_connector(ca, alpn, None))
+    let tls = tls_stream(addr, &tls_connector(ca, alpn, None))
         .await
         .unwrap();
     if alpn.is_empty() {
         assert_eq!(tls.get_ref().1.alpn_protocol(), None);
     }
+    exchange(tls, request).await
+}
+
+/// [`raw_exchange`] through `connector`, whose session store a later connection through it may
+/// resume from: how the handshake went, and the response. Reading to the end also takes in the
+/// session tickets the gateway sends after the handshake.
+pub async fn raw_exchange_through(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+    request: &[u8],
+) -> (rustls::HandshakeKind, String) {
+    let tls = tls_stream(addr, connector).await.unwrap();
+    let kind = tls.get_ref().1.handshake_kind().unwrap();
+    (kind, exchange(tls, request).await)
+}
+
+/// Writes `request` and reads until the gateway closes (5 s at most).
+async fn exchange(mut tls: tokio_rustls::client::TlsStream<TcpStream>, request: &[u8]) -> String {
     tls.write_all(request).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;

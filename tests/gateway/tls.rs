@@ -1,6 +1,6 @@
 //! The listener's TLS: TLS 1.2 and 1.3 only, AEAD suites only, ALPN h2 and http/1.1,
-//! client certificates when mTLS is configured, and session resumption. Weak protocols are probed with the openssl
-//! command-line client, since rustls cannot even offer them.
+//! client certificates when mTLS is configured, and session resumption. Weak protocols are
+//! probed with the openssl command-line client, since rustls cannot even offer them.
 
 use std::process::{Command, Stdio};
 
@@ -165,27 +165,18 @@ async fn is_refused(addr: std::net::SocketAddr, connector: &tokio_rustls::TlsCon
     sender.send_request(request).await.is_err()
 }
 
-/// One request on a new connection through `connector`, read to its end (which also takes in
-/// the session tickets the gateway sends after the handshake); how the handshake went.
+/// One request on a new connection through `connector`; how the handshake went.
 async fn one_request(
     addr: std::net::SocketAddr,
     connector: &tokio_rustls::TlsConnector,
 ) -> rustls::HandshakeKind {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tls = tls_stream(addr, connector).await.unwrap();
-    let kind = tls.get_ref().1.handshake_kind().unwrap();
-    tls.write_all(
+    let (kind, response) = raw_exchange_through(
+        addr,
+        connector,
         b"GET /api/patients/p-1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut response = Vec::new();
-    tls.read_to_end(&mut response).await.unwrap();
-    assert!(
-        response.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&response)
-    );
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     kind
 }
 
