@@ -1,12 +1,21 @@
 # Shared by the load scripts: installs missing tools from Debian's packages, builds the release
 # binary, starts `wardgate demo` or `wardgate run` on fixed loopback ports, and stops every
 # process started (by its PID) on exit. After `start_demo`: $bin, $config (the demo's config)
-# and $dir (its folder) are set. `track PID` has another process stopped too.
+# and $dir (its folder) are set. `track PID` has another process stopped too; `stop PID` stops one
+# of them early.
 
 bin=target/release/wardgate
 pids=""
 
 track() { pids="$pids $1"; }
+
+# stop PID: stops one tracked process now, and no longer tracks it (its PID may be reused).
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  pids=" $pids "
+  pids=${pids/ $1 / }
+}
 
 stop_all() {
   # shellcheck disable=SC2086
