@@ -24,6 +24,18 @@ stop_all() {
 }
 trap stop_all EXIT
 
+# ports_free PORT...: fails, naming them, when something already listens on any of these
+# loopback ports (an earlier run still going, another service): its load would go there.
+ports_free() {
+  local port busy=""
+  for port in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy="$busy $port"; fi
+  done
+  [ -z "$busy" ] && return 0
+  echo "in use on 127.0.0.1:$busy. Stop what listens there (an earlier run still going?) and run again." >&2
+  return 1
+}
+
 # need COMMAND PACKAGE...: installs the packages when the command is missing.
 need() {
   local command=$1
@@ -41,6 +53,7 @@ prepare() {
 
 start_demo() {
   local out
+  ports_free 18443 19090 18081
   out=$(mktemp)
   "$bin" demo --listen 127.0.0.1:18443 --admin 127.0.0.1:19090 --backend 127.0.0.1:18081 >"$out" 2>/dev/null &
   track $!

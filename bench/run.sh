@@ -28,7 +28,8 @@
 # PROFILE=wg-pass|wg-full samples that gateway with perf during its first HTTP/1.1 run and prints
 # the hottest symbols (installs linux-perf).
 # Installs nginx, haproxy, wrk and nghttp2-client (h2load) from Debian's packages when missing.
-# Traffic stays on 127.0.0.1; every process started is stopped by its PID at the end.
+# Traffic stays on 127.0.0.1 (it stops at once if one of its ports is in use); every process
+# started is stopped by its PID at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -37,6 +38,9 @@ rate=${RATE:-2000}
 rounds=${ROUNDS:-3}
 
 . bench/lib.sh
+upstream=127.0.0.1:17080
+declare -A port=([nginx]=17441 [haproxy]=17442 [wg-pass]=17443 [wg-full]=17444)
+ports_free "${upstream##*:}" "${port[@]}" 17091 17092
 need nginx nginx
 need haproxy haproxy
 need h2load nghttp2-client
@@ -61,9 +65,6 @@ else
   load=()
   placement="not pinned"
 fi
-
-upstream=127.0.0.1:17080
-declare -A port=([nginx]=17441 [haproxy]=17442 [wg-pass]=17443 [wg-full]=17444)
 
 # -- One certificate for all: ECDSA P-256, signed by a throwaway CA ---------------------------
 (
