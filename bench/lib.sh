@@ -63,11 +63,28 @@ start_demo() {
   rm -f "$out"
 }
 
-# wait_ready URL: polls until the URL answers 2xx (20 s at most).
+# wait_ready URL [PID]: polls until the URL answers 2xx (20 s at most); with a PID, gives up as
+# soon as that process has exited. On failure, says so and shows the end of the servers' log.
 wait_ready() {
-  for _ in $(seq 1 200); do curl -sfk "$1" >/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 1 200); do
+    curl -sfk "$1" >/dev/null && return 0
+    if [ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null; then
+      echo "exited before $1 was ready" >&2
+      show_log
+      return 1
+    fi
+    sleep 0.1
+  done
   echo "not ready: $1" >&2
+  show_log
   return 1
+}
+
+# show_log: the last lines of the servers' log ($log), if there is one, on stderr.
+show_log() {
+  [ -s "${log:-}" ] || return 0
+  echo "the end of $log:" >&2
+  tail -n 20 "$log" >&2
 }
 
 # Starts `wardgate run` on a config and waits until its admin listener (given) is ready; extra
@@ -77,5 +94,5 @@ start_run() {
   shift 2
   "$@" "$bin" run --config "$config" 2>>"${log:-/dev/null}" &
   track $!
-  wait_ready "http://$admin/readyz"
+  wait_ready "http://$admin/readyz" $!
 }

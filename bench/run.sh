@@ -109,7 +109,8 @@ http {
 }
 EOF
 "${serve[@]}" nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" 2>>"$log" &
-track $!
+nginx_pid=$!
+track $nginx_pid
 
 # -- HAProxy -----------------------------------------------------------------------------------
 cat >"$dir/haproxy.cfg" <<EOF
@@ -130,7 +131,8 @@ backend records
   server records $upstream
 EOF
 "${serve[@]}" haproxy -db -f "$dir/haproxy.cfg" 2>>"$log" &
-track $!
+haproxy_pid=$!
+track $haproxy_pid
 
 # -- wardgate: keys, policy, the two configs ----------------------------------------------------
 "$bin" token jwks >"$dir/jwks.json"
@@ -229,8 +231,8 @@ start_run "$dir/wg-pass.yaml" 127.0.0.1:17091 "${serve[@]}"
 pass_pid=${pids##* }
 start_run "$dir/wg-full.yaml" 127.0.0.1:17092 "${serve[@]}"
 full_pid=${pids##* }
-wait_ready "https://127.0.0.1:${port[nginx]}/api/patients/p-1001"
-wait_ready "https://127.0.0.1:${port[haproxy]}/api/patients/p-1001"
+wait_ready "https://127.0.0.1:${port[nginx]}/api/patients/p-1001" "$nginx_pid"
+wait_ready "https://127.0.0.1:${port[haproxy]}/api/patients/p-1001" "$haproxy_pid"
 
 token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 2h)
 auth="authorization: Bearer $token"
