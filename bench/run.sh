@@ -40,7 +40,8 @@ rounds=${ROUNDS:-3}
 . bench/lib.sh
 upstream=127.0.0.1:17080
 declare -A port=([nginx]=17441 [haproxy]=17442 [wg-pass]=17443 [wg-full]=17444)
-ports_free "${upstream##*:}" "${port[@]}" 17091 17092
+declare -A admin=([wg-pass]=17091 [wg-full]=17092)
+ports_free "${upstream##*:}" "${port[@]}" "${admin[@]}"
 need nginx nginx
 need haproxy haproxy
 need h2load nghttp2-client
@@ -169,7 +170,7 @@ EOF
 }
 
 {
-  gateway_config pass "${port[wg-pass]}" 17091
+  gateway_config pass "${port[wg-pass]}" "${admin[wg-pass]}"
   cat <<'EOF'
 routes:
   - name: patient
@@ -182,7 +183,7 @@ EOF
 } >"$dir/wg-pass.yaml"
 
 {
-  gateway_config full "${port[wg-full]}" 17092
+  gateway_config full "${port[wg-full]}" "${admin[wg-full]}"
   cat <<'EOF'
 identity:
   jwt:
@@ -227,9 +228,9 @@ EOF
 for name in wg-pass wg-full; do
   "$bin" check --config "$dir/$name.yaml" >/dev/null
 done
-start_run "$dir/wg-pass.yaml" 127.0.0.1:17091 "${serve[@]}"
+start_run "$dir/wg-pass.yaml" "127.0.0.1:${admin[wg-pass]}" "${serve[@]}"
 pass_pid=${pids##* }
-start_run "$dir/wg-full.yaml" 127.0.0.1:17092 "${serve[@]}"
+start_run "$dir/wg-full.yaml" "127.0.0.1:${admin[wg-full]}" "${serve[@]}"
 full_pid=${pids##* }
 wait_ready "https://127.0.0.1:${port[nginx]}/api/patients/p-1001" "$nginx_pid"
 wait_ready "https://127.0.0.1:${port[haproxy]}/api/patients/p-1001" "$haproxy_pid"
@@ -272,10 +273,9 @@ if [ -n "${INSTRUCTIONS:-}" ]; then
     awk '/^summary:/ {print $2}' "$out"
   }
   echo "user-space instructions per request (callgrind; 2,500 against 500 HTTP/1.1 requests, 10 connections)"
-  for row in "wg-pass 17091" "wg-full 17092"; do
-    read -r name admin <<<"$row"
-    few=$(instructions "$name" "$admin" 500)
-    many=$(instructions "$name" "$admin" 2500)
+  for name in wg-pass wg-full; do
+    few=$(instructions "$name" "${admin[$name]}" 500)
+    many=$(instructions "$name" "${admin[$name]}" 2500)
     echo "$name: $(((many - few) / 2000))"
   done
   exit 0
@@ -410,7 +410,7 @@ added_p99 "in-step waits"
 read -r _ rps_1000 _ _ _ errors_1000 _ < <(grep "^RESULT" "$dir/wrk-1000.txt")
 peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$full_pid/status")
 stop "$full_pid"
-start_run "$dir/wg-full.yaml" 127.0.0.1:17092 "${serve[@]}"
+start_run "$dir/wg-full.yaml" "127.0.0.1:${admin[wg-full]}" "${serve[@]}"
 full_pid=${pids##* }
 read -r rps_1000_h2 _ _ _ errors_1000_h2 < <(h2load_row wg-full -c1000 -m1 -D"$seconds")
 peak_h2_kb=$(awk '/VmHWM/ {print $2}' "/proc/$full_pid/status")
