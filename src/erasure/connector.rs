@@ -19,9 +19,13 @@ use crate::crypto::json_path::JsonPath;
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// A client for connector calls (system roots for https://).
-pub fn client() -> Result<HttpClient, Vec<Invalid>> {
-    let tls = crate::tls::upstream_client_config("erasure", None)?;
+/// A client for connector calls, trusting the system roots when one of them is `https`.
+pub fn client(https: bool) -> Result<HttpClient, Vec<Invalid>> {
+    let tls = if https {
+        crate::tls::upstream_client_config("erasure", None)?
+    } else {
+        crate::tls::plain_http_client_config("erasure")?
+    };
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -48,6 +52,13 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// Whether one of its calls may go over TLS: any URL not plainly `http://`.
+    pub fn uses_https(&self) -> bool {
+        std::iter::once(&self.delete)
+            .chain(self.verify.as_ref().map(|(call, ..)| call))
+            .any(|call| !call.url.starts_with("http://"))
+    }
+
     pub fn build(system: &str, config: &ErasureSystem) -> Result<Connector, Vec<Invalid>> {
         let key = format!("erasure.systems.{system}");
         let headers = |at: &str,

@@ -98,7 +98,7 @@ impl Erasure {
                 Err(mut found) => problems.append(&mut found),
             }
         }
-        let client = connector::client()?;
+        let client = connector::client(connectors.iter().any(connector::Connector::uses_https))?;
         if !problems.is_empty() {
             return Err(problems);
         }

@@ -93,7 +93,11 @@ impl Upstream {
                 "the host is not valid in a Host header",
             )]
         })?;
-        let tls = crate::tls::upstream_client_config(&format!("{key}.tls"), config.tls.as_ref())?;
+        let tls = if scheme == Scheme::HTTPS {
+            crate::tls::upstream_client_config(&format!("{key}.tls"), config.tls.as_ref())?
+        } else {
+            crate::tls::plain_http_client_config(&key)?
+        };
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);

@@ -1,7 +1,8 @@
 //! TLS to upstreams: the upstream's certificate is verified (against a configured CA or the
 //! system roots), and a client certificate is presented when configured (mTLS to the backend).
 
-use rustls::ClientConfig;
+use rustls::client::WantsClientCert;
+use rustls::{ClientConfig, ConfigBuilder, RootCertStore};
 
 use super::{load_certs, load_private_key, load_roots, provider, PROTOCOL_VERSIONS};
 use crate::config::{Invalid, UpstreamTls};
@@ -31,10 +32,7 @@ pub fn upstream_client_config(
     let Ok(roots) = roots else {
         return Err(problems);
     };
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(PROTOCOL_VERSIONS)
-        .map_err(|err| vec![Invalid::new(key, err.to_string())])?
-        .with_root_certificates(roots);
+    let builder = builder(key, roots)?;
     match identity {
         None => Ok(builder.with_no_client_auth()),
         Some(Err(())) => Err(problems),
@@ -49,9 +47,27 @@ pub fn upstream_client_config(
     }
 }
 
-fn system_roots() -> Result<rustls::RootCertStore, String> {
+/// The client config for a connector whose every URL is plain `http://`. It trusts no
+/// certificate, so a TLS handshake through it could only fail. The system roots are left
+/// unread: a bundle of a few hundred certificates (milliseconds to parse on the serving thread
+/// at each build and reload), and a host without one can still reach plain-HTTP backends.
+pub fn plain_http_client_config(key: &str) -> Result<ClientConfig, Vec<Invalid>> {
+    Ok(builder(key, RootCertStore::empty())?.with_no_client_auth())
+}
+
+fn builder(
+    key: &str,
+    roots: RootCertStore,
+) -> Result<ConfigBuilder<ClientConfig, WantsClientCert>, Vec<Invalid>> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map_err(|err| vec![Invalid::new(key, err.to_string())])?
+        .with_root_certificates(roots))
+}
+
+fn system_roots() -> Result<RootCertStore, String> {
     let found = rustls_native_certs::load_native_certs();
-    let mut roots = rustls::RootCertStore::empty();
+    let mut roots = RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
         return Err(

@@ -193,6 +193,36 @@ fn wardgate_check_prints_problems_and_exits_2_or_prints_ok() {
 }
 
 #[test]
+fn only_https_upstreams_need_the_system_ca_bundle() {
+    let pki = Pki::new();
+    let check = |url: &str| {
+        let path = write_config(&pki, &standard_config(&pki, url));
+        Command::new(env!("CARGO_BIN_EXE_wardgate"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .envs(NO_CA_BUNDLE)
+            .output()
+            .unwrap()
+    };
+    let plain = check("http://127.0.0.1:9");
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+
+    let https = check("https://127.0.0.1:9");
+    assert_eq!(https.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&https.stderr);
+    assert!(stderr.contains("upstreams.backend.tls"), "{stderr}");
+    assert!(
+        stderr.contains("no system CA certificates found; set tls.ca"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_shipped_configs_are_valid() {
     // The annotated reference config parses and validates with every key it documents.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");

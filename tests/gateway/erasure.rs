@@ -541,6 +541,52 @@ async fn a_gateway_killed_mid_erasure_resumes_without_repeating_or_skipping_a_sy
     child.wait().unwrap();
 }
 
+#[tokio::test]
+async fn only_https_erasure_systems_need_the_system_ca_bundle() {
+    let pki = Pki::new();
+    let records = System::start(&["p-1"], Behaviour::Healthy).await;
+    let backend = Upstream::echo().await;
+    let systems = records.section("records", "consultation_records");
+    let config = with_json_log(&erasure_config(&pki, &backend.url(), &systems, ""));
+    let path = write_config(&pki, &config);
+    let environment: String = NO_CA_BUNDLE
+        .iter()
+        .map(|(name, value)| format!(" {name}={value}"))
+        .collect();
+    // Exits before "wardgate is serving" (and this panics) if the erasure connectors' client or
+    // the upstream's wanted the system roots.
+    let (child, events) = spawn_binary_after(&format!("export{environment}"), &path);
+    drop(KilledOnDrop(child));
+    assert_eq!(events.last().unwrap()["message"], "wardgate is serving");
+
+    // A system reached over https:// still needs them, and the gateway says so as it starts.
+    let https = config.replace(&records.upstream.url(), "https://127.0.0.1:9");
+    assert_ne!(https, config);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"));
+    command
+        .args(["run", "--config"])
+        .arg(write_config(&pki, &https))
+        .envs(NO_CA_BUNDLE)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = KilledOnDrop(command.spawn().unwrap());
+    let mut exited = None;
+    for _ in 0..200 {
+        exited = child.0.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(exited.is_some_and(|status| !status.success()), "{exited:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("no system CA certificates found"),
+        "{stderr}"
+    );
+}
+
 /// What a `wardgate` command printed, and how it exited.
 struct CliRun {
     code: i32,

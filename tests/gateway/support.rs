@@ -779,6 +779,12 @@ impl Drop for KilledOnDrop {
     }
 }
 
+/// The environment of a host without a CA bundle: where rustls-native-certs looks first.
+pub const NO_CA_BUNDLE: [(&str, &str); 2] = [
+    ("SSL_CERT_FILE", "/nonexistent/ca-certificates.crt"),
+    ("SSL_CERT_DIR", "/nonexistent/certs"),
+];
+
 /// Runs the real `wardgate run` binary on a config that logs JSON at info level; returns the
 /// child and the proxy and admin addresses from its "wardgate is serving" event.
 pub fn spawn_binary(config: &Path) -> (std::process::Child, SocketAddr, SocketAddr) {
