@@ -45,30 +45,35 @@ impl Identity {
                 let url = match &jwt.jwks_url {
                     None => None,
                     Some(url) => {
-                        let tls = crate::tls::upstream_client_config(
-                            "identity.jwt.jwks_ca",
-                            jwt.jwks_ca
-                                .clone()
-                                .map(|ca| crate::config::UpstreamTls {
-                                    ca: Some(ca),
-                                    client_cert: None,
-                                    client_key: None,
-                                    server_name: None,
-                                })
-                                .as_ref(),
-                        )
-                        .map_err(|mut p| problems.append(&mut p));
-                        match (url.parse::<hyper::Uri>(), tls) {
-                            (Ok(uri), Ok(tls)) => Some((uri, tls)),
-                            (Err(err), _) => {
-                                problems.push(Invalid::new(
-                                    "identity.jwt.jwks_url",
-                                    format!("invalid URL: {err}"),
-                                ));
-                                None
-                            }
-                            _ => None,
+                        let uri = url.parse::<hyper::Uri>().map_err(|err| {
+                            problems.push(Invalid::new(
+                                "identity.jwt.jwks_url",
+                                format!("invalid URL: {err}"),
+                            ))
+                        });
+                        // http:// (allowed on loopback only) with no CA named: no roots to read.
+                        let plain = jwt.jwks_ca.is_none()
+                            && uri.as_ref().is_ok_and(|uri| {
+                                uri.scheme() == Some(&hyper::http::uri::Scheme::HTTP)
+                            });
+                        let tls = if plain {
+                            crate::tls::plain_http_client_config("identity.jwt.jwks_url")
+                        } else {
+                            crate::tls::upstream_client_config(
+                                "identity.jwt.jwks_ca",
+                                jwt.jwks_ca
+                                    .clone()
+                                    .map(|ca| crate::config::UpstreamTls {
+                                        ca: Some(ca),
+                                        client_cert: None,
+                                        client_key: None,
+                                        server_name: None,
+                                    })
+                                    .as_ref(),
+                            )
                         }
+                        .map_err(|mut p| problems.append(&mut p));
+                        uri.ok().zip(tls.ok())
                     }
                 };
                 let hs256 = jwt.hs256_secret_file.as_ref().and_then(|path| {

@@ -400,6 +400,38 @@ async fn keys_from_a_jwks_url_follow_rotation_and_bogus_kids_do_not_hammer_the_p
 }
 
 #[tokio::test]
+async fn a_key_server_on_loopback_over_http_needs_no_system_ca_bundle() {
+    let idp = provider(&["ed-1"]).await;
+    let pki = Pki::new();
+    let dir = pki.dir.path().display().to_string();
+    let config = authz_config(&pki, "http://127.0.0.1:9").replace(
+        &format!("    jwks_file: {dir}/jwks.json\n"),
+        &format!("    jwks_url: {}\n", idp.url),
+    );
+    let mut check = Command::new(env!("CARGO_BIN_EXE_wardgate"));
+    check
+        .args(["check", "--config"])
+        .arg(write_config(&pki, &config))
+        .envs(NO_CA_BUNDLE);
+    // Off this runtime's thread, which serves the key server.
+    let output = tokio::task::spawn_blocking(move || check.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        idp.fetches.load(Ordering::SeqCst),
+        1,
+        "the keys were fetched"
+    );
+}
+
+#[tokio::test]
 async fn a_jwks_url_must_be_https_off_loopback() {
     let pki = Pki::new();
     let dir = pki.dir.path().display().to_string();
