@@ -22,9 +22,13 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// A client for connector calls, trusting the system roots when one of them is `https`.
 pub fn client(https: bool) -> Result<HttpClient, Vec<Invalid>> {
     let tls = if https {
-        crate::tls::upstream_client_config("erasure", None)?
+        crate::tls::ca_client_config(
+            "erasure",
+            None,
+            "the https:// systems are verified against the system roots: install the host's CA bundle",
+        )?
     } else {
-        crate::tls::plain_http_client_config("erasure")?
+        crate::tls::plaintext_only_client_config("erasure")?
     };
     let mut http = HttpConnector::new();
     http.enforce_http(false);

@@ -57,19 +57,12 @@ impl Identity {
                                 uri.scheme() == Some(&hyper::http::uri::Scheme::HTTP)
                             });
                         let tls = if plain {
-                            crate::tls::plain_http_client_config("identity.jwt.jwks_url")
+                            crate::tls::plaintext_only_client_config("identity.jwt.jwks_url")
                         } else {
-                            crate::tls::upstream_client_config(
+                            crate::tls::ca_client_config(
                                 "identity.jwt.jwks_ca",
-                                jwt.jwks_ca
-                                    .clone()
-                                    .map(|ca| crate::config::UpstreamTls {
-                                        ca: Some(ca),
-                                        client_cert: None,
-                                        client_key: None,
-                                        server_name: None,
-                                    })
-                                    .as_ref(),
+                                jwt.jwks_ca.as_deref(),
+                                "set jwks_ca to the key server's CA bundle",
                             )
                         }
                         .map_err(|mut p| problems.append(&mut p));

@@ -96,7 +96,7 @@ impl Upstream {
         let tls = if scheme == Scheme::HTTPS {
             crate::tls::upstream_client_config(&format!("{key}.tls"), config.tls.as_ref())?
         } else {
-            crate::tls::plain_http_client_config(&key)?
+            crate::tls::plaintext_only_client_config(&key)?
         };
 
         let mut http = HttpConnector::new();

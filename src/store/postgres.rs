@@ -63,6 +63,7 @@ impl PostgresSettings {
                 ),
             )]);
         }
+        let plaintext = parsed.get_ssl_mode() == SslMode::Disable;
         match parsed.get_ssl_mode() {
             SslMode::Disable if !parsed.get_hosts().iter().all(is_loopback) => {
                 return Err(vec![Invalid::new(
@@ -84,7 +85,11 @@ impl PostgresSettings {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .application_name("wardgate");
-        let tls = crate::tls::upstream_client_config(&format!("{KEY}.tls"), config.tls.as_ref())?;
+        let tls = if plaintext && config.tls.is_none() {
+            crate::tls::plaintext_only_client_config(KEY)?
+        } else {
+            crate::tls::upstream_client_config(&format!("{KEY}.tls"), config.tls.as_ref())?
+        };
         let described = describe(&parsed);
         let mut config = postgres::Config::from(parsed);
         config.notice_callback(|notice| tracing::debug!("postgres: {}", notice.message()));

@@ -1,13 +1,16 @@
 //! TLS to upstreams: the upstream's certificate is verified (against a configured CA or the
 //! system roots), and a client certificate is presented when configured (mTLS to the backend).
 
+use std::path::Path;
+
 use rustls::client::WantsClientCert;
 use rustls::{ClientConfig, ConfigBuilder, RootCertStore};
 
 use super::{load_certs, load_private_key, load_roots, provider, PROTOCOL_VERSIONS};
 use crate::config::{Invalid, UpstreamTls};
 
-/// The client config for one upstream; `key` is the config key path of its `tls` block.
+/// The client config for one upstream (or the shared database); `key` is the config key
+/// path of its `tls` block.
 pub fn upstream_client_config(
     key: &str,
     tls: Option<&UpstreamTls>,
@@ -17,7 +20,8 @@ pub fn upstream_client_config(
         Some(ca) => {
             load_roots(ca).map_err(|msg| problems.push(Invalid::new(format!("{key}.ca"), msg)))
         }
-        None => system_roots().map_err(|msg| problems.push(Invalid::new(key, msg))),
+        None => system_roots("set tls.ca to the CA bundle its certificate chains to")
+            .map_err(|msg| problems.push(Invalid::new(key, msg))),
     };
     let identity = match tls.and_then(|tls| tls.client_cert.as_ref().zip(tls.client_key.as_ref())) {
         Some((cert, private_key)) => {
@@ -47,11 +51,28 @@ pub fn upstream_client_config(
     }
 }
 
-/// The client config for a connector whose every URL is plain `http://`. It trusts no
-/// certificate, so a TLS handshake through it could only fail. The system roots are left
-/// unread: a bundle of a few hundred certificates (milliseconds to parse on the serving thread
-/// at each build and reload), and a host without one can still reach plain-HTTP backends.
-pub fn plain_http_client_config(key: &str) -> Result<ClientConfig, Vec<Invalid>> {
+/// The client config for a client with no certificate of its own, trusting the CA bundle
+/// `ca` when one is named (at `key`) and the system roots otherwise; `hint` says what to do
+/// when the system has none.
+pub fn ca_client_config(
+    key: &str,
+    ca: Option<&Path>,
+    hint: &str,
+) -> Result<ClientConfig, Vec<Invalid>> {
+    let roots = match ca {
+        Some(ca) => load_roots(ca),
+        None => system_roots(hint),
+    }
+    .map_err(|msg| vec![Invalid::new(key, msg)])?;
+    Ok(builder(key, roots)?.with_no_client_auth())
+}
+
+/// The client config for a connector that only makes plain connections (`http://` URLs, a
+/// database with `sslmode=disable`). It trusts no certificate, so a TLS handshake through it
+/// could only fail. The system roots are left unread: a bundle of a few hundred certificates
+/// (milliseconds to parse on the serving thread at each build and reload), and a host without
+/// one can still reach plain-text backends.
+pub fn plaintext_only_client_config(key: &str) -> Result<ClientConfig, Vec<Invalid>> {
     Ok(builder(key, RootCertStore::empty())?.with_no_client_auth())
 }
 
@@ -65,14 +86,12 @@ fn builder(
         .with_root_certificates(roots))
 }
 
-fn system_roots() -> Result<RootCertStore, String> {
+fn system_roots(hint: &str) -> Result<RootCertStore, String> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err(
-            "no system CA certificates found; set tls.ca to the upstream's CA bundle".to_owned(),
-        );
+        return Err(format!("no system CA certificates found; {hint}"));
     }
     Ok(roots)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rustls::crypto::{ring, CryptoProvider};
 
-pub use client::{plain_http_client_config, upstream_client_config};
+pub use client::{ca_client_config, plaintext_only_client_config, upstream_client_config};
 pub use pem::{cert_not_after, load_certs, load_private_key, load_roots};
 pub use server::{server_config, ServerTlsConfig};
 

@@ -21,11 +21,6 @@ fn problems(pki: &Pki, yaml: &str) -> String {
     }
 }
 
-/// The line of `needle` in `yaml` (1-based).
-fn line_of(yaml: &str, needle: &str) -> usize {
-    yaml.lines().position(|line| line.contains(needle)).unwrap() + 1
-}
-
 #[test]
 fn each_bad_value_is_reported_at_its_line() {
     let pki = Pki::new();

@@ -434,6 +434,44 @@ async fn a_database_whose_certificate_does_not_chain_to_the_configured_ca_is_ref
 }
 
 #[test]
+fn only_a_shared_store_over_tls_needs_the_system_ca_bundle() {
+    let pki = Pki::new();
+    let check = |sslmode: &str| {
+        let url_file = pki.path("postgres-url");
+        std::fs::write(
+            &url_file,
+            format!("postgresql://wg:pw@127.0.0.1:9/wardgate?sslmode={sslmode}"),
+        )
+        .unwrap();
+        let yaml = format!(
+            "{}shared_store:\n  postgres:\n    url_file: {}\n",
+            standard_config(&pki, "http://127.0.0.1:9"),
+            url_file.display()
+        );
+        std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"))
+            .args(["check", "--config"])
+            .arg(write_config(&pki, &yaml))
+            .envs(NO_CA_BUNDLE)
+            .output()
+            .unwrap()
+    };
+    let plain = check("disable");
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let tls = check("require");
+    assert_eq!(tls.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&tls.stderr);
+    assert!(
+        err.contains("shared_store.postgres.tls: no system CA certificates found"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_shared_store_in_plain_text_off_loopback_is_a_config_error_with_its_line() {
     let pki = Pki::new();
     let url_file = pki.path("postgres-url");

@@ -779,6 +779,11 @@ impl Drop for KilledOnDrop {
     }
 }
 
+/// The 1-based number of the first line of `yaml` that contains `needle`.
+pub fn line_of(yaml: &str, needle: &str) -> usize {
+    yaml.lines().position(|line| line.contains(needle)).unwrap() + 1
+}
+
 /// The environment of a host without a CA bundle: where rustls-native-certs looks first.
 pub const NO_CA_BUNDLE: [(&str, &str); 2] = [
     ("SSL_CERT_FILE", "/nonexistent/ca-certificates.crt"),

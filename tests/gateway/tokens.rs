@@ -431,6 +431,30 @@ async fn a_key_server_on_loopback_over_http_needs_no_system_ca_bundle() {
     );
 }
 
+#[test]
+fn a_missing_jwks_ca_is_named_by_its_own_key() {
+    let pki = Pki::new();
+    let dir = pki.dir.path().display().to_string();
+    let config = authz_config(&pki, "http://127.0.0.1:9").replace(
+        &format!("    jwks_file: {dir}/jwks.json\n"),
+        "    jwks_url: https://127.0.0.1:9/certs\n    jwks_ca: /nonexistent/idp-ca.pem\n",
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["check", "--config"])
+        .arg(write_config(&pki, &config))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = line_of(&config, "jwks_ca:");
+    assert!(
+        stderr.contains(&format!(
+            ":{line}:5: identity.jwt.jwks_ca: cannot read /nonexistent/idp-ca.pem"
+        )),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn a_jwks_url_must_be_https_off_loopback() {
     let pki = Pki::new();
