@@ -1,5 +1,7 @@
-//! TLS to upstreams: the upstream's certificate is verified (against a configured CA or the
-//! system roots), and a client certificate is presented when configured (mTLS to the backend).
+//! TLS to upstreams, the key server, erasure systems and the shared database: the server's
+//! certificate is verified (against a configured CA or the system roots), and a client
+//! certificate is presented when configured (mTLS to the backend). A client that only makes
+//! plain connections gets a config that trusts nothing, and the system roots are not read.
 
 use std::path::Path;
 
