@@ -1,8 +1,6 @@
 //! Config errors: each names the file, line and column of the bad value and says what is
 //! wrong; `wardgate check` prints them and exits 2, or prints `ok` and exits 0.
 
-use std::process::Command;
-
 use crate::support::*;
 
 fn problems(pki: &Pki, yaml: &str) -> String {
@@ -150,11 +148,7 @@ fn wardgate_check_prints_problems_and_exits_2_or_prints_ok() {
     let pki = Pki::new();
     let good = standard_config(&pki, "http://127.0.0.1:9");
     let path = write_config(&pki, &good);
-    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = wardgate_check(&path).output().unwrap();
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -165,11 +159,7 @@ fn wardgate_check_prints_problems_and_exits_2_or_prints_ok() {
 
     let bad = good.replace("connect_timeout: 1s", "connect_timeout: soon");
     let path = write_config(&pki, &bad);
-    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = wardgate_check(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = line_of(&bad, "connect_timeout: soon");
@@ -179,8 +169,7 @@ fn wardgate_check_prints_problems_and_exits_2_or_prints_ok() {
     );
     assert!(stderr.contains("invalid duration \"soon\""), "{stderr}");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["check", "--config", "/nonexistent/wardgate.yaml"])
+    let output = wardgate_check("/nonexistent/wardgate.yaml")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -192,12 +181,7 @@ fn only_https_upstreams_need_the_system_ca_bundle() {
     let pki = Pki::new();
     let check = |url: &str| {
         let path = write_config(&pki, &standard_config(&pki, url));
-        Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .envs(NO_CA_BUNDLE)
-            .output()
-            .unwrap()
+        wardgate_check(&path).envs(NO_CA_BUNDLE).output().unwrap()
     };
     let plain = check("http://127.0.0.1:9");
     assert_eq!(

@@ -701,11 +701,7 @@ fn a_key_ring_other_users_can_read_is_refused() {
     )
     .unwrap();
     let path = write_config(&pki, &yaml);
-    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = wardgate_check(&path).output().unwrap();
     let text = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(

@@ -448,9 +448,7 @@ fn only_a_shared_store_over_tls_needs_the_system_ca_bundle() {
             standard_config(&pki, "http://127.0.0.1:9"),
             url_file.display()
         );
-        std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(["check", "--config"])
-            .arg(write_config(&pki, &yaml))
+        wardgate_check(write_config(&pki, &yaml))
             .envs(NO_CA_BUNDLE)
             .output()
             .unwrap()
@@ -487,11 +485,7 @@ fn a_shared_store_in_plain_text_off_loopback_is_a_config_error_with_its_line() {
     );
     let path = write_config(&pki, &yaml);
     // `wardgate check` finds it, before anything is started.
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let check = wardgate_check(&path).output().unwrap();
     assert_eq!(check.status.code(), Some(2));
     let err = String::from_utf8_lossy(&check.stderr);
     let line = yaml

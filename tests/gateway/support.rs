@@ -784,6 +784,13 @@ pub fn line_of(yaml: &str, needle: &str) -> usize {
     yaml.lines().position(|line| line.contains(needle)).unwrap() + 1
 }
 
+/// `wardgate check --config CONFIG`, the real binary, ready to run.
+pub fn wardgate_check(config: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wardgate"));
+    command.args(["check", "--config"]).arg(config);
+    command
+}
+
 /// The environment of a host without a CA bundle: where rustls-native-certs looks first.
 pub const NO_CA_BUNDLE: [(&str, &str); 2] = [
     ("SSL_CERT_FILE", "/nonexistent/ca-certificates.crt"),

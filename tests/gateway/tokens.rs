@@ -408,11 +408,8 @@ async fn a_key_server_on_loopback_over_http_needs_no_system_ca_bundle() {
         &format!("    jwks_file: {dir}/jwks.json\n"),
         &format!("    jwks_url: {}\n", idp.url),
     );
-    let mut check = Command::new(env!("CARGO_BIN_EXE_wardgate"));
-    check
-        .args(["check", "--config"])
-        .arg(write_config(&pki, &config))
-        .envs(NO_CA_BUNDLE);
+    let mut check = wardgate_check(write_config(&pki, &config));
+    check.envs(NO_CA_BUNDLE);
     // Off this runtime's thread, which serves the key server.
     let output = tokio::task::spawn_blocking(move || check.output())
         .await
@@ -439,9 +436,7 @@ fn a_missing_jwks_ca_is_named_by_its_own_key() {
         &format!("    jwks_file: {dir}/jwks.json\n"),
         "    jwks_url: https://127.0.0.1:9/certs\n    jwks_ca: /nonexistent/idp-ca.pem\n",
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["check", "--config"])
-        .arg(write_config(&pki, &config))
+    let output = wardgate_check(write_config(&pki, &config))
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
