@@ -332,28 +332,30 @@ field() {
   printf '%s\n' "$@" | awk -v name="$name" -v i="$index" '$1 == name {print $i}'
 }
 
-# table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors".
+# table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors spread".
 table() {
   local title=$1 nginx_rps
   shift
   nginx_rps=$(field nginx 2 "$@")
   echo
   echo "$title"
-  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s |\n' "" "requests/s" "p50 ms" "p99 ms" "p99.9 ms" "vs nginx" "errors"
-  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s |\n' "---" "---" "---" "---" "---" "---" "---"
-  local row name rps p50 p99 p999 errors
+  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s | %6s |\n' "" "requests/s" "p50 ms" "p99 ms" "p99.9 ms" "vs nginx" "errors" "spread"
+  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s | %6s |\n' "---" "---" "---" "---" "---" "---" "---" "---"
+  local row name rps p50 p99 p999 errors spread
   for row in "$@"; do
-    read -r name rps p50 p99 p999 errors <<<"$row"
-    printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s |\n' "$name" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" \
-      "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')" "$errors"
+    read -r name rps p50 p99 p999 errors spread <<<"$row"
+    printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s | %6s |\n' "$name" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" \
+      "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')" "$errors" "$spread"
   done
 }
 
 echo "wardgate side-by-side: ${seconds}s per run, $connections connections, $cpus CPUs ($placement)"
 echo "GET $path, a $(wc -c <<<"$stored") byte record with 5 wg1: fields; wg-full reveals them for the patient"
+echo "spread: how far a row's rounds were apart, (highest - lowest) / median, in what its table is sorted by"
 
 # run_rounds KEY MEASURE NAMES...: runs `MEASURE name` for every name, ROUNDS times interleaved,
-# and sets `rows` to each name's median round by field KEY (2: requests/s, 4: p99).
+# and sets `rows` to each name's median round by field KEY (2: requests/s, 4: p99), with the
+# rounds' spread in that field appended: (highest - lowest) / median.
 run_rounds() {
   local key=$1 measure=$2 name round
   shift 2
@@ -363,7 +365,11 @@ run_rounds() {
   done
   rows=()
   for name in "$@"; do
-    rows+=("$(sort -n -k"$key" <<<"${runs[$name]%$'\n'}" | awk -v mid=$(((rounds + 1) / 2)) 'NR == mid')")
+    rows+=("$(sort -n -k"$key" <<<"${runs[$name]%$'\n'}" | awk -v mid=$(((rounds + 1) / 2)) -v key="$key" '
+      NR == 1 {low = $key}
+      NR == mid {row = $0; median = $key}
+      {high = $key}
+      END {print row, (NR > 1 && median > 0) ? sprintf("%.0f%%", 100 * (high - low) / median) : "-"}')")
   done
 }
 h2_row() { h2load_row "$1" -c"$connections" -m1 -D"$seconds"; }
