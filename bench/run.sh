@@ -332,6 +332,13 @@ field() {
   printf '%s\n' "$@" | awk -v name="$name" -v i="$index" '$1 == name {print $i}'
 }
 
+# noisy "NAME SPREAD"...: " (noisy, rounds apart: NAME N%, ...)" naming each row whose rounds'
+# spread is over 20%, nothing when none is: a verdict on such rows may flip on a rerun.
+noisy() {
+  printf '%s\n' "$@" | awk '{s = $2; sub("%", "", s)} s != "-" && s + 0 > 20 {out = out sprintf(", %s %s", $1, $2)}
+    END {if (out != "") printf " (noisy, rounds apart:%s)", substr(out, 2)}'
+}
+
 # table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors spread".
 table() {
   local title=$1 nginx_rps
@@ -404,6 +411,7 @@ run_rounds 4 paced_row direct nginx wg-pass wg-full
 table "Paced, independent: $connections HTTP/1.1 connections, each waiting a random time (exponential, mean ${pause} ms) between requests (about $rate requests/s), $median by p99" "${rows[@]}"
 added_p99 "independent waits"
 added_independent=$added
+added_noise=$(noisy "direct $(field direct 7 "${rows[@]}")" "wg-full $(field wg-full 7 "${rows[@]}")")
 pacing=in-step
 run_rounds 4 paced_row direct nginx wg-pass wg-full
 table "Paced, in step: the same connections, each waiting exactly ${pause} ms between requests, $median by p99" "${rows[@]}"
@@ -433,15 +441,18 @@ echo "wg-pass peak RSS over the run: $(mb "$(awk '/VmHWM/ {print $2}' "/proc/$pa
 # ratio_target WHAT ROWS...: wg-pass at least nginx's requests/s with a p99 no worse, and
 # wg-full at least 0.8 of nginx's requests/s.
 ratio_target() {
-  local what=$1 nginx_rps nginx_p99 pass_rps pass_p99 full_rps
+  local what=$1 nginx_rps nginx_p99 pass_rps pass_p99 full_rps pass_noise full_noise
   shift
   nginx_rps=$(field nginx 2 "$@") nginx_p99=$(field nginx 4 "$@")
   pass_rps=$(field wg-pass 2 "$@") pass_p99=$(field wg-pass 4 "$@")
   full_rps=$(field wg-full 2 "$@")
-  awk -v what="$what" -v n="$nginx_rps" -v np="$nginx_p99" -v p="$pass_rps" -v pp="$pass_p99" -v f="$full_rps" 'BEGIN {
+  pass_noise=$(noisy "nginx $(field nginx 7 "$@")" "wg-pass $(field wg-pass 7 "$@")")
+  full_noise=$(noisy "nginx $(field nginx 7 "$@")" "wg-full $(field wg-full 7 "$@")")
+  awk -v what="$what" -v n="$nginx_rps" -v np="$nginx_p99" -v p="$pass_rps" -v pp="$pass_p99" -v f="$full_rps" \
+    -v pass_noise="$pass_noise" -v full_noise="$full_noise" 'BEGIN {
     verdict = (p >= n && pp <= np) ? "met" : "missed"
-    printf "  passthrough, %-9s %.2f of nginx, p99 %.2f against %.2f ms (at least 1.00, p99 no worse): %s\n", what ":", p / n, pp / 1000, np / 1000, verdict
-    printf "  full pipeline, %-9s %.2f of nginx (at least 0.80): %s\n", what ":", f / n, (f >= 0.8 * n) ? "met" : "missed" }'
+    printf "  passthrough, %-9s %.2f of nginx, p99 %.2f against %.2f ms (at least 1.00, p99 no worse): %s%s\n", what ":", p / n, pp / 1000, np / 1000, verdict, pass_noise
+    printf "  full pipeline, %-9s %.2f of nginx (at least 0.80): %s%s\n", what ":", f / n, (f >= 0.8 * n) ? "met" : "missed", full_noise }'
 }
 echo
 echo "Targets (2-core machine), against this run"
@@ -449,7 +460,7 @@ ratio_target "HTTP/1.1" "${h1_rows[@]}"
 ratio_target "HTTP/2" "${h2_rows[@]}"
 # A peak read while no request completed, or while some failed, says little of 1,000 busy
 # connections: the line says so instead of a bare verdict.
-awk -v us="$added_independent" -v h1="$peak_kb" -v h2="$peak_h2_kb" \
+awk -v us="$added_independent" -v added_noise="$added_noise" -v h1="$peak_kb" -v h2="$peak_h2_kb" \
   -v h1_rps="$rps_1000" -v h1_errors="$errors_1000" -v h2_rps="$rps_1000_h2" -v h2_errors="$errors_1000_h2" '
   function rss(protocol, kb, rps, errors, verdict) {
     verdict = (kb < 64 * 1024) ? "met" : "missed"
@@ -458,7 +469,7 @@ awk -v us="$added_independent" -v h1="$peak_kb" -v h2="$peak_h2_kb" \
     printf "  peak RSS, wg-full at 1,000 connections, %s %.1f MB (under 64 MB): %s\n", protocol, kb / 1024, verdict
   }
   BEGIN {
-    printf "  added p99 of the full pipeline, independent waits: %.2f ms (under 2 ms): %s\n", us / 1000, (us < 2000) ? "met" : "missed"
+    printf "  added p99 of the full pipeline, independent waits: %.2f ms (under 2 ms): %s%s\n", us / 1000, (us < 2000) ? "met" : "missed", added_noise
     rss("HTTP/1.1:", h1, h1_rps, h1_errors)
     rss("HTTP/2:  ", h2, h2_rps, h2_errors)
   }'
