@@ -16,7 +16,8 @@
 # (independent random waits, then the same wait for every connection), wardgate's peak RSS
 # with 1,000 connections open (over HTTP/1.1, then HTTP/2), and each target met or missed.
 # Each table's rows run in ROUNDS interleaved rounds (all rows once, then again...) and each row
-# shows its median round, so a slow spell of the shared machine does not land on one row only.
+# shows its median round, so a slow spell of the shared machine does not land on one row only,
+# and how far its rounds were apart (spread); a target line on rows over 20% apart says so.
 #
 #   bash bench/run.sh [seconds per run] [connections]      (defaults: 10, 50)
 #
