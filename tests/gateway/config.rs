@@ -149,12 +149,7 @@ fn wardgate_check_prints_problems_and_exits_2_or_prints_ok() {
     let good = standard_config(&pki, "http://127.0.0.1:9");
     let path = write_config(&pki, &good);
     let output = wardgate_check(&path).output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
 
     let bad = good.replace("connect_timeout: 1s", "connect_timeout: soon");
@@ -184,12 +179,7 @@ fn only_https_upstreams_need_the_system_ca_bundle() {
         wardgate_check(&path).envs(NO_CA_BUNDLE).output().unwrap()
     };
     let plain = check("http://127.0.0.1:9");
-    assert_eq!(
-        plain.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&plain.stderr)
-    );
+    assert_succeeded(&plain);
 
     let https = check("https://127.0.0.1:9");
     assert_eq!(https.status.code(), Some(2));

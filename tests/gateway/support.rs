@@ -791,6 +791,16 @@ pub fn wardgate_check(config: impl AsRef<std::ffi::OsStr>) -> std::process::Comm
     command
 }
 
+/// Asserts that a command run to its end exited 0, showing its stderr when it did not.
+pub fn assert_succeeded(output: &std::process::Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The environment of a host without a CA bundle: where rustls-native-certs looks first.
 pub const NO_CA_BUNDLE: [(&str, &str); 2] = [
     ("SSL_CERT_FILE", "/nonexistent/ca-certificates.crt"),

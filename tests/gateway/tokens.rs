@@ -415,12 +415,7 @@ async fn a_key_server_on_loopback_over_http_needs_no_system_ca_bundle() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     assert_eq!(
         idp.fetches.load(Ordering::SeqCst),
         1,
