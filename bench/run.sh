@@ -24,8 +24,9 @@
 # Environment: ROUNDS (default 3), RATE (about how many requests/s the paced latency runs send,
 # default 2000), PIN=0 (do not pin the proxies to CPU 0 and the load generator and upstream to
 # the other CPUs).
-# INSTRUCTIONS=1 counts each wardgate's user-space instructions per request under callgrind
-# instead (deterministic, unlike the timings on a shared machine; installs valgrind).
+# INSTRUCTIONS=1 counts each wardgate's user-space instructions per request under callgrind,
+# over HTTP/1.1 and HTTP/2, instead (deterministic, unlike the timings on a shared machine;
+# installs valgrind).
 # PROFILE=wg-pass|wg-full samples that gateway with perf during its first HTTP/1.1 run and prints
 # the hottest symbols (installs linux-perf).
 # Installs nginx, haproxy, wrk and nghttp2-client (h2load) from Debian's packages when missing.
@@ -254,30 +255,35 @@ url() { case $1 in direct) echo "http://$upstream$path" ;; *) echo "https://127.
 
 # -- INSTRUCTIONS=1: instructions per request instead of the load runs ---------------------------
 # The shared machine's speed swings by 15% from one minute to the next; instruction counts do
-# not. Each gateway runs under callgrind twice, for 500 and for 2,500 HTTP/1.1 requests over 10
-# connections; the difference over the 2,000 extra requests is its user-space instructions per
-# request (the kernel's TCP work and the wait on fdatasync are not counted). Under valgrind the
-# CPU has no SHA extensions, so SHA-256 (the audit chain, the token cache) counts several times
-# what it costs on the real core.
+# not. Each gateway runs under callgrind twice, for 500 and for 2,500 requests over 10
+# connections, over HTTP/1.1 and then over HTTP/2; the difference over the 2,000 extra requests
+# is its user-space instructions per request (the kernel's TCP work and the wait on fdatasync
+# are not counted). Under valgrind the CPU has no SHA extensions, so SHA-256 (the audit chain,
+# the token cache) counts several times what it costs on the real core.
 if [ -n "${INSTRUCTIONS:-}" ]; then
   need valgrind valgrind
   kill "$pass_pid" "$full_pid"
   wait "$pass_pid" "$full_pid" 2>/dev/null || true
-  instructions() { # NAME ADMIN-PORT REQUESTS: instructions of a whole run
-    local out="$dir/callgrind-$1-$3" vg
+  instructions() { # NAME REQUESTS H2LOAD-PROTOCOL-OPTION: instructions of a whole run
+    local out="$dir/callgrind-$1-$2$3" vg
     valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run --config "$dir/$1.yaml" 2>>"$log" &
     vg=$!
-    for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.5; done
-    h2load --h1 -n "$3" -c 10 -H "$auth" "$(url "$1")" >/dev/null
+    for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:${admin[$1]}/readyz" >/dev/null && break; sleep 0.5; done
+    # shellcheck disable=SC2086 # the protocol option is one word or none
+    h2load $3 -n "$2" -c 10 -m1 -H "$auth" "$(url "$1")" >/dev/null
     kill "$vg"
     wait "$vg" 2>/dev/null || true
     awk '/^summary:/ {print $2}' "$out"
   }
-  echo "user-space instructions per request (callgrind; 2,500 against 500 HTTP/1.1 requests, 10 connections)"
+  per_request() { # NAME H2LOAD-PROTOCOL-OPTION
+    local few many
+    few=$(instructions "$1" 500 "$2")
+    many=$(instructions "$1" 2500 "$2")
+    echo $(((many - few) / 2000))
+  }
+  echo "user-space instructions per request (callgrind; 2,500 against 500 requests, 10 connections)"
   for name in wg-pass wg-full; do
-    few=$(instructions "$name" "${admin[$name]}" 500)
-    many=$(instructions "$name" "${admin[$name]}" 2500)
-    echo "$name: $(((many - few) / 2000))"
+    echo "$name: $(per_request "$name" --h1) over HTTP/1.1, $(per_request "$name" "") over HTTP/2"
   done
   exit 0
 fi
