@@ -17,7 +17,8 @@
 # with 1,000 connections open (over HTTP/1.1, then HTTP/2), and each target met or missed.
 # Each table's rows run in ROUNDS interleaved rounds (all rows once, then again...) and each row
 # shows its median round, so a slow spell of the shared machine does not land on one row only,
-# and how far its rounds were apart (spread); a target line on rows over 20% apart says so.
+# and how far its rounds were apart (spread); a target line says so when a figure it compares
+# (requests/s, or a passthrough line's p99) was over 20% apart in its rounds.
 #
 #   bash bench/run.sh [seconds per run] [connections]      (defaults: 10, 50)
 #
@@ -339,14 +340,14 @@ field() {
   printf '%s\n' "$@" | awk -v name="$name" -v i="$index" '$1 == name {print $i}'
 }
 
-# noisy "NAME SPREAD"...: " (noisy, rounds apart: NAME N%, ...)" naming each row whose rounds'
-# spread is over 20%, nothing when none is: a verdict on such rows may flip on a rerun.
+# noisy "WHAT SPREAD"...: " (noisy, rounds apart: WHAT N%, ...)" naming each figure whose rounds'
+# spread is over 20%, nothing when none is: a verdict on such figures may flip on a rerun.
 noisy() {
-  printf '%s\n' "$@" | awk '{s = $2; sub("%", "", s)} s != "-" && s + 0 > 20 {out = out sprintf(", %s %s", $1, $2)}
+  printf '%s\n' "$@" | awk '{s = $NF; sub("%", "", s)} s != "-" && s + 0 > 20 {out = out ", " $0}
     END {if (out != "") printf " (noisy, rounds apart:%s)", substr(out, 2)}'
 }
 
-# table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors spread".
+# table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors spread [p99-spread]".
 table() {
   local title=$1 nginx_rps
   shift
@@ -357,7 +358,7 @@ table() {
   printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s | %6s |\n' "---" "---" "---" "---" "---" "---" "---" "---"
   local row name rps p50 p99 p999 errors spread
   for row in "$@"; do
-    read -r name rps p50 p99 p999 errors spread <<<"$row"
+    read -r name rps p50 p99 p999 errors spread _ <<<"$row"
     printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s | %6s |\n' "$name" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" \
       "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')" "$errors" "$spread"
   done
@@ -367,11 +368,22 @@ echo "wardgate side-by-side: ${seconds}s per run, $connections connections, $cpu
 echo "GET $path, a $(wc -c <<<"$stored") byte record with 5 wg1: fields; wg-full reveals them for the patient"
 echo "spread: how far a row's rounds were apart, (highest - lowest) / median, in what its table is sorted by"
 
+# spread KEY: how far the rounds on stdin (one per line) were apart in field KEY, as
+# (highest - lowest) / median, "-" for a single round.
+spread() {
+  sort -n -k"$1" | awk -v key="$1" -v mid=$(((rounds + 1) / 2)) '
+    NR == 1 {low = $key}
+    NR == mid {median = $key}
+    {high = $key}
+    END {print (NR > 1 && median > 0) ? sprintf("%.0f%%", 100 * (high - low) / median) : "-"}'
+}
+
 # run_rounds KEY MEASURE NAMES...: runs `MEASURE name` for every name, ROUNDS times interleaved,
 # and sets `rows` to each name's median round by field KEY (2: requests/s, 4: p99), with the
-# rounds' spread in that field appended: (highest - lowest) / median.
+# rounds' spread in that field appended, then their spread in p99 (field 4; the same when
+# KEY is 4): a target compares p99s too.
 run_rounds() {
-  local key=$1 measure=$2 name round
+  local key=$1 measure=$2 name round all
   shift 2
   declare -A runs=()
   for ((round = 1; round <= rounds; round++)); do
@@ -379,11 +391,8 @@ run_rounds() {
   done
   rows=()
   for name in "$@"; do
-    rows+=("$(sort -n -k"$key" <<<"${runs[$name]%$'\n'}" | awk -v mid=$(((rounds + 1) / 2)) -v key="$key" '
-      NR == 1 {low = $key}
-      NR == mid {row = $0; median = $key}
-      {high = $key}
-      END {print row, (NR > 1 && median > 0) ? sprintf("%.0f%%", 100 * (high - low) / median) : "-"}')")
+    all=${runs[$name]%$'\n'}
+    rows+=("$(sort -n -k"$key" <<<"$all" | sed -n "$(((rounds + 1) / 2))p") $(spread "$key" <<<"$all") $(spread 4 <<<"$all")")
   done
 }
 h2_row() { h2load_row "$1" -c"$connections" -m1 -D"$seconds"; }
@@ -453,7 +462,8 @@ ratio_target() {
   nginx_rps=$(field nginx 2 "$@") nginx_p99=$(field nginx 4 "$@")
   pass_rps=$(field wg-pass 2 "$@") pass_p99=$(field wg-pass 4 "$@")
   full_rps=$(field wg-full 2 "$@")
-  pass_noise=$(noisy "nginx $(field nginx 7 "$@")" "wg-pass $(field wg-pass 7 "$@")")
+  pass_noise=$(noisy "nginx $(field nginx 7 "$@")" "wg-pass $(field wg-pass 7 "$@")" \
+    "nginx's p99 $(field nginx 8 "$@")" "wg-pass's p99 $(field wg-pass 8 "$@")")
   full_noise=$(noisy "nginx $(field nginx 7 "$@")" "wg-full $(field wg-full 7 "$@")")
   awk -v what="$what" -v n="$nginx_rps" -v np="$nginx_p99" -v p="$pass_rps" -v pp="$pass_p99" -v f="$full_rps" \
     -v pass_noise="$pass_noise" -v full_noise="$full_noise" 'BEGIN {
