@@ -45,10 +45,27 @@ need() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# prepare [EXAMPLE...]: installs wrk and curl, and builds the binary the load runs measure, with
+# the examples named: the release build optimized with a profile (deploy/pgo/build.sh, the build
+# bench/README.md's figures are of), or with PGO=0, or when that build fails (it says why), the
+# plain `cargo build --release`. Sets $bin and $examples (their folder); WARDGATE_BIN=PATH then
+# runs that binary instead of the one built.
 prepare() {
   need wrk wrk
   need curl curl
-  cargo build --release --quiet
+  local wanted=() name built
+  for name in "$@"; do wanted+=(--example "$name"); done
+  bin=target/release/wardgate
+  if [ "${PGO:-1}" != 0 ]; then
+    if built=$(bash deploy/pgo/build.sh "${wanted[@]}"); then
+      bin=${built##*$'\n'}
+    else
+      echo "the profile-guided build failed (above): measuring the plain release build" >&2
+    fi
+  fi
+  [ "$bin" != target/release/wardgate ] || cargo build --release --quiet --bin wardgate "${wanted[@]}"
+  examples=$(dirname "$bin")/examples
+  bin=${WARDGATE_BIN:-$bin}
 }
 
 start_demo() {

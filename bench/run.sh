@@ -24,7 +24,8 @@
 #
 # Environment: ROUNDS (default 3), RATE (about how many requests/s the paced latency runs send,
 # default 2000), PIN=0 (do not pin the proxies to CPU 0 and the load generator and upstream to
-# the other CPUs).
+# the other CPUs), PGO=0 (measure the plain release build instead of the one deploy/pgo/build.sh
+# makes; the upstream is built the same way), WARDGATE_BIN=PATH (measure that binary).
 # INSTRUCTIONS=1 counts each wardgate's user-space instructions per request under callgrind,
 # over HTTP/1.1 and HTTP/2, instead (deterministic, unlike the timings on a shared machine;
 # installs valgrind).
@@ -50,8 +51,7 @@ need haproxy haproxy
 need h2load nghttp2-client
 need openssl openssl
 [ -z "${PROFILE:-}" ] || need perf linux-perf
-prepare
-cargo build --release --quiet --example bench_upstream
+prepare bench_upstream
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 dir=$(mktemp -d /tmp/wardgate-bench.XXXXXX)
@@ -82,7 +82,7 @@ fi
 )
 
 # -- The upstream ------------------------------------------------------------------------------
-"${load[@]}" target/release/examples/bench_upstream "$upstream" 2>>"$log" &
+"${load[@]}" "$examples/bench_upstream" "$upstream" 2>>"$log" &
 track $!
 
 # -- nginx -------------------------------------------------------------------------------------
@@ -366,6 +366,11 @@ table() {
 
 echo "wardgate side-by-side: ${seconds}s per run, $connections connections, $cpus CPUs ($placement)"
 echo "GET $path, a $(wc -c <<<"$stored") byte record with 5 wg1: fields; wg-full reveals them for the patient"
+case $bin in
+  target/pgo/*) echo "wardgate: $bin, the release build optimized with a profile (deploy/pgo/build.sh)" ;;
+  target/release/*) echo "wardgate: $bin, the plain release build (PGO=0, or the profile-guided build failed)" ;;
+  *) echo "wardgate: $bin (WARDGATE_BIN)" ;;
+esac
 echo "spread: how far a row's rounds were apart, (highest - lowest) / median, in what its table is sorted by"
 
 # spread KEY: how far the rounds on stdin (one per line) were apart in field KEY, as
