@@ -11,7 +11,7 @@
 #    of the profile (wg-pass's instructions per request 46,836 against 47,254 without PGO);
 # 2. its training run (deploy/pgo/train.sh: the demo's traffic, about 20 s), whose counts
 #    llvm-profdata merges into target/pgo-profile/wardgate.profdata; skipped while that profile
-#    is newer than the instrumented binary;
+#    is newer than the instrumented binary and the training's scripts;
 # 3. the release build (fat LTO, as `cargo build --release`) optimized with that profile, with
 #    the examples named (the benchmark's upstream) built alongside.
 # Only wardgate's binary and its dependencies are built with the profile (`--target`: build
@@ -40,13 +40,17 @@ RUSTFLAGS="-Cprofile-generate=$raw" \
   cargo build --release --locked --quiet --bin wardgate --target "$host" --target-dir target/pgo-generate
 instrumented=target/pgo-generate/$host/release/wardgate
 
-if [ ! -s "$profile" ] || [ "$instrumented" -nt "$profile" ]; then
+stale=""
+for input in "$instrumented" deploy/pgo/train.sh deploy/pgo/requests.lua; do
+  [ "$input" -nt "$profile" ] && stale=1
+done
+if [ ! -s "$profile" ] || [ -n "$stale" ]; then
   echo "PGO 2/3: training run" >&2
   rm -rf "$raw"
   bash deploy/pgo/train.sh "$instrumented" >&2
   "$profdata" merge -o "$profile" "$raw"
 else
-  echo "PGO 2/3: the profile is newer than the instrumented build, kept" >&2
+  echo "PGO 2/3: the profile is newer than the instrumented build and the training, kept" >&2
 fi
 
 echo "PGO 3/3: release build with the profile" >&2

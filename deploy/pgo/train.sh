@@ -9,7 +9,7 @@
 # added: three rate limit policies, the enumeration watch, a route with no audit record
 # (`audit: none`). wrk sends the request mix of requests.lua over HTTP/1.1 (public, patients'
 # own records, masked fields for a receptionist, doctors' and nurses' department reads,
-# refusals, a PUT and a POST whose fields are encrypted, a bad token, a path with dot segments),
+# refusals, a PUT and a POST whose fields are encrypted, no token, a path with dot segments),
 # then h2load sends reads over HTTP/2. The profile is written when the binary exits.
 # Uses bench/lib.sh's helpers; installs wrk and h2load from Debian's packages when missing.
 set -euo pipefail
@@ -22,7 +22,8 @@ bin=$instrumented
 need wrk wrk
 need h2load nghttp2-client
 need curl curl
-log=$(mktemp)
+log=$(mktemp) # the gateways' stderr, shown when one fails to start
+trap 'stop_all; rm -f "$log"' EXIT
 start_demo # the demo's backend on 18081; its own gateway stays idle
 ports_free 18444 19091
 
