@@ -48,24 +48,30 @@ need() {
 # prepare [EXAMPLE...]: installs wrk and curl, and builds the binary the load runs measure, with
 # the examples named: the release build optimized with a profile (deploy/pgo/build.sh, the build
 # bench/README.md's figures are of), or with PGO=0, or when that build fails (it says why), the
-# plain `cargo build --release`. Sets $bin and $examples (their folder); WARDGATE_BIN=PATH then
-# runs that binary instead of the one built.
+# plain `cargo build --release`. Sets $bin, $examples (their folder) and $build (which build
+# $bin is); WARDGATE_BIN=PATH then runs that binary instead of the one built.
 prepare() {
   need wrk wrk
   need curl curl
-  local wanted=() name built
+  local wanted=() name built=""
   for name in "$@"; do wanted+=(--example "$name"); done
-  bin=target/release/wardgate
-  if [ "${PGO:-1}" != 0 ]; then
-    if built=$(bash deploy/pgo/build.sh "${wanted[@]}"); then
-      bin=${built##*$'\n'}
-    else
-      echo "the profile-guided build failed (above): measuring the plain release build" >&2
-    fi
+  if [ "${PGO:-1}" != 0 ] && ! built=$(bash deploy/pgo/build.sh "${wanted[@]}"); then
+    echo "the profile-guided build failed (above): measuring the plain release build" >&2
+    built=""
   fi
-  [ "$bin" != target/release/wardgate ] || cargo build --release --quiet --bin wardgate "${wanted[@]}"
+  if [ -n "$built" ]; then
+    bin=${built##*$'\n'}
+    build="the release build optimized with a profile (deploy/pgo/build.sh)"
+  else
+    cargo build --release --quiet --bin wardgate "${wanted[@]}"
+    bin=target/release/wardgate
+    build="the plain release build (PGO=0, or the profile-guided build failed)"
+  fi
   examples=$(dirname "$bin")/examples
-  bin=${WARDGATE_BIN:-$bin}
+  if [ -n "${WARDGATE_BIN:-}" ]; then
+    bin=$WARDGATE_BIN
+    build="WARDGATE_BIN"
+  fi
 }
 
 start_demo() {

@@ -366,11 +366,7 @@ table() {
 
 echo "wardgate side-by-side: ${seconds}s per run, $connections connections, $cpus CPUs ($placement)"
 echo "GET $path, a $(wc -c <<<"$stored") byte record with 5 wg1: fields; wg-full reveals them for the patient"
-case $bin in
-  target/pgo/*) echo "wardgate: $bin, the release build optimized with a profile (deploy/pgo/build.sh)" ;;
-  target/release/*) echo "wardgate: $bin, the plain release build (PGO=0, or the profile-guided build failed)" ;;
-  *) echo "wardgate: $bin (WARDGATE_BIN)" ;;
-esac
+echo "wardgate: $bin, $build"
 echo "spread: how far a row's rounds were apart, (highest - lowest) / median, in what its table is sorted by"
 
 # spread KEY: how far the rounds on stdin (one per line) were apart in field KEY, as

@@ -1,6 +1,6 @@
--- wrk script for the PGO training run (deploy/pgo/train.sh): cycles through a mix of the
--- demo's requests, each connection starting at a different one. Tokens come from the
--- environment (PATIENT_TOKEN, DOCTOR_TOKEN, NURSE_TOKEN, RECEPTIONIST_TOKEN).
+-- wrk script for the PGO training run (deploy/pgo/train.sh): each request sent is the next of a
+-- mix of the demo's requests, in turn. Tokens come from the environment (PATIENT_TOKEN,
+-- DOCTOR_TOKEN, NURSE_TOKEN, RECEPTIONIST_TOKEN).
 local mix = {
   { "GET", "/api/hospital/info" },
   { "GET", "/api/patients/p-1001/records", "PATIENT_TOKEN" },
