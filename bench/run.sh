@@ -11,7 +11,8 @@
 #   wg-full       wardgate, the full pipeline: JWT (EdDSA), casbin, three rate limit policies,
 #                 durable audit (committed before the response), 5 fields decrypted per response
 #
-# Prints one table (requests/s, p50, p99, p99.9, ratio to nginx) for HTTP/1.1 keep-alive (wrk)
+# Prints one table (requests/s, p50, p99, p99.9, ratio to nginx, the server's CPU time per
+# request) for HTTP/1.1 keep-alive (wrk)
 # and HTTP/2 (h2load), the latency added over the direct upstream at a paced request rate
 # (independent random waits, then the same wait for every connection), wardgate's peak RSS
 # with 1,000 connections open (over HTTP/1.1, then HTTP/2), and each target met or missed.
@@ -50,6 +51,7 @@ need nginx nginx
 need haproxy haproxy
 need h2load nghttp2-client
 need openssl openssl
+need pgrep procps
 [ -z "${PROFILE:-}" ] || need perf linux-perf
 prepare bench_upstream
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -83,7 +85,8 @@ fi
 
 # -- The upstream ------------------------------------------------------------------------------
 "${load[@]}" "$examples/bench_upstream" "$upstream" 2>>"$log" &
-track $!
+upstream_pid=$!
+track $upstream_pid
 
 # -- nginx -------------------------------------------------------------------------------------
 mkdir -p "$dir/nginx"
@@ -237,6 +240,9 @@ start_run "$dir/wg-full.yaml" "127.0.0.1:${admin[wg-full]}" "${serve[@]}"
 full_pid=${pids##* }
 wait_ready "https://127.0.0.1:${port[nginx]}/api/patients/p-1001" "$nginx_pid"
 wait_ready "https://127.0.0.1:${port[haproxy]}/api/patients/p-1001" "$haproxy_pid"
+# Whose CPU time each row counts: the server's processes (nginx's master and its worker).
+declare -A server=([direct]=$upstream_pid [nginx]="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"
+  [haproxy]=$haproxy_pid [wg-pass]=$pass_pid [wg-full]=$full_pid)
 
 token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 2h)
 auth="authorization: Bearer $token"
@@ -347,26 +353,27 @@ noisy() {
     END {if (out != "") printf " (noisy, rounds apart:%s)", substr(out, 2)}'
 }
 
-# table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors spread [p99-spread]".
+# table TITLE ROWS...: each row "name rps p50 p99 p99.9 errors cpu spread [p99-spread]".
 table() {
   local title=$1 nginx_rps
   shift
   nginx_rps=$(field nginx 2 "$@")
   echo
   echo "$title"
-  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s | %6s |\n' "" "requests/s" "p50 ms" "p99 ms" "p99.9 ms" "vs nginx" "errors" "spread"
-  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s | %6s |\n' "---" "---" "---" "---" "---" "---" "---" "---"
-  local row name rps p50 p99 p999 errors spread
+  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %10s | %6s | %6s |\n' "" "requests/s" "p50 ms" "p99 ms" "p99.9 ms" "vs nginx" "CPU µs/req" "errors" "spread"
+  printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %10s | %6s | %6s |\n' "---" "---" "---" "---" "---" "---" "---" "---" "---"
+  local row name rps p50 p99 p999 errors cpu spread
   for row in "$@"; do
-    read -r name rps p50 p99 p999 errors spread _ <<<"$row"
-    printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %6s | %6s |\n' "$name" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" \
-      "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')" "$errors" "$spread"
+    read -r name rps p50 p99 p999 errors cpu spread _ <<<"$row"
+    printf '| %-8s | %10s | %8s | %8s | %8s | %8s | %10s | %6s | %6s |\n' "$name" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" \
+      "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')" "$cpu" "$errors" "$spread"
   done
 }
 
 echo "wardgate side-by-side: ${seconds}s per run, $connections connections, $cpus CPUs ($placement)"
 echo "GET $path, a $(wc -c <<<"$stored") byte record with 5 wg1: fields; wg-full reveals them for the patient"
 echo "wardgate: $bin, $build"
+echo "CPU µs/req: the server's CPU time (user and system, all its threads and processes) per request in that round; direct's is the upstream's"
 echo "spread: how far a row's rounds were apart, (highest - lowest) / median, in what its table is sorted by"
 
 # spread KEY: how far the rounds on stdin (one per line) were apart in field KEY, as
@@ -379,16 +386,43 @@ spread() {
     END {print (NR > 1 && median > 0) ? sprintf("%.0f%%", 100 * (high - low) / median) : "-"}'
 }
 
+# cpu_ticks PID...: the processes' CPU time so far (user and system, all their threads), in
+# clock ticks.
+cpu_ticks() {
+  local pid total=0
+  for pid in "$@"; do
+    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+# measured MEASURE NAME: `MEASURE NAME`'s row with the server's CPU time per request (µs)
+# appended: the CPU its processes used over the run, over the requests the run completed. On a
+# saturated core about the inverse of requests/s, but it does not fall when the load generator
+# falls behind: what a request costs the server, not only how many it got.
+measured() {
+  local before after row rps
+  # shellcheck disable=SC2086 # a list of PIDs
+  before=$(cpu_ticks ${server[$2]})
+  row=$("$1" "$2")
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks ${server[$2]})
+  read -r rps _ <<<"$row"
+  echo "$row $(awk -v ticks=$((after - before)) -v hz="$hz" -v n=$((rps * seconds)) \
+    'BEGIN {printf "%.1f", (n > 0 ? ticks / hz * 1e6 / n : 0)}')"
+}
+
 # run_rounds KEY MEASURE NAMES...: runs `MEASURE name` for every name, ROUNDS times interleaved,
-# and sets `rows` to each name's median round by field KEY (2: requests/s, 4: p99), with the
-# rounds' spread in that field appended, then their spread in p99 (field 4; the same when
-# KEY is 4): a target compares p99s too.
+# and sets `rows` to each name's median round by field KEY (2: requests/s, 4: p99), its CPU
+# time per request appended (field 7), then the rounds' spread in field KEY, then their spread
+# in p99 (field 4; the same when KEY is 4): a target compares p99s too.
 run_rounds() {
   local key=$1 measure=$2 name round all
   shift 2
   declare -A runs=()
   for ((round = 1; round <= rounds; round++)); do
-    for name in "$@"; do runs[$name]+="$name $("$measure" "$name")"$'\n'; done
+    for name in "$@"; do runs[$name]+="$name $(measured "$measure" "$name")"$'\n'; done
   done
   rows=()
   for name in "$@"; do
@@ -428,7 +462,7 @@ run_rounds 4 paced_row direct nginx wg-pass wg-full
 table "Paced, independent: $connections HTTP/1.1 connections, each waiting a random time (exponential, mean ${pause} ms) between requests (about $rate requests/s), $median by p99" "${rows[@]}"
 added_p99 "independent waits"
 added_independent=$added
-added_noise=$(noisy "direct $(field direct 7 "${rows[@]}")" "wg-full $(field wg-full 7 "${rows[@]}")")
+added_noise=$(noisy "direct $(field direct 8 "${rows[@]}")" "wg-full $(field wg-full 8 "${rows[@]}")")
 pacing=in-step
 run_rounds 4 paced_row direct nginx wg-pass wg-full
 table "Paced, in step: the same connections, each waiting exactly ${pause} ms between requests, $median by p99" "${rows[@]}"
@@ -458,19 +492,19 @@ echo "wg-pass peak RSS over the run: $(mb "$(awk '/VmHWM/ {print $2}' "/proc/$pa
 # ratio_target WHAT ROWS...: wg-pass at least nginx's requests/s with a p99 no worse, and
 # wg-full at least 0.8 of nginx's requests/s.
 ratio_target() {
-  local what=$1 nginx_rps nginx_p99 pass_rps pass_p99 full_rps pass_noise full_noise
+  local what=$1 nginx_rps nginx_p99 nginx_cpu pass_rps pass_p99 pass_cpu full_rps full_cpu pass_noise full_noise
   shift
-  nginx_rps=$(field nginx 2 "$@") nginx_p99=$(field nginx 4 "$@")
-  pass_rps=$(field wg-pass 2 "$@") pass_p99=$(field wg-pass 4 "$@")
-  full_rps=$(field wg-full 2 "$@")
-  pass_noise=$(noisy "nginx $(field nginx 7 "$@")" "wg-pass $(field wg-pass 7 "$@")" \
-    "nginx's p99 $(field nginx 8 "$@")" "wg-pass's p99 $(field wg-pass 8 "$@")")
-  full_noise=$(noisy "nginx $(field nginx 7 "$@")" "wg-full $(field wg-full 7 "$@")")
-  awk -v what="$what" -v n="$nginx_rps" -v np="$nginx_p99" -v p="$pass_rps" -v pp="$pass_p99" -v f="$full_rps" \
-    -v pass_noise="$pass_noise" -v full_noise="$full_noise" 'BEGIN {
+  nginx_rps=$(field nginx 2 "$@") nginx_p99=$(field nginx 4 "$@") nginx_cpu=$(field nginx 7 "$@")
+  pass_rps=$(field wg-pass 2 "$@") pass_p99=$(field wg-pass 4 "$@") pass_cpu=$(field wg-pass 7 "$@")
+  full_rps=$(field wg-full 2 "$@") full_cpu=$(field wg-full 7 "$@")
+  pass_noise=$(noisy "nginx $(field nginx 8 "$@")" "wg-pass $(field wg-pass 8 "$@")" \
+    "nginx's p99 $(field nginx 9 "$@")" "wg-pass's p99 $(field wg-pass 9 "$@")")
+  full_noise=$(noisy "nginx $(field nginx 8 "$@")" "wg-full $(field wg-full 8 "$@")")
+  awk -v what="$what" -v n="$nginx_rps" -v np="$nginx_p99" -v nc="$nginx_cpu" -v p="$pass_rps" -v pp="$pass_p99" \
+    -v pc="$pass_cpu" -v f="$full_rps" -v fc="$full_cpu" -v pass_noise="$pass_noise" -v full_noise="$full_noise" 'BEGIN {
     verdict = (p >= n && pp <= np) ? "met" : "missed"
-    printf "  passthrough, %-9s %.2f of nginx, p99 %.2f against %.2f ms (at least 1.00, p99 no worse): %s%s\n", what ":", p / n, pp / 1000, np / 1000, verdict, pass_noise
-    printf "  full pipeline, %-9s %.2f of nginx (at least 0.80): %s%s\n", what ":", f / n, (f >= 0.8 * n) ? "met" : "missed", full_noise }'
+    printf "  passthrough, %-9s %.2f of nginx, p99 %.2f against %.2f ms (at least 1.00, p99 no worse): %s%s; CPU a request %.1f against %.1f µs\n", what ":", p / n, pp / 1000, np / 1000, verdict, pass_noise, pc, nc
+    printf "  full pipeline, %-9s %.2f of nginx (at least 0.80): %s%s; CPU a request %.1f against %.1f µs\n", what ":", f / n, (f >= 0.8 * n) ? "met" : "missed", full_noise, fc, nc }'
 }
 echo
 echo "Targets (2-core machine), against this run"
