@@ -387,13 +387,11 @@ spread() {
 }
 
 # cpu_ticks PID...: the processes' CPU time so far (user and system, all their threads), in
-# clock ticks.
+# clock ticks: fields 14 and 15 of /proc/PID/stat, counted after the `(name)` that may hold spaces.
 cpu_ticks() {
-  local pid total=0
-  for pid in "$@"; do
-    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$total"
+  local pid files=()
+  for pid in "$@"; do files+=("/proc/$pid/stat"); done
+  awk '{sub(/.*\) /, ""); total += $12 + $13} END {print total + 0}' "${files[@]}"
 }
 hz=$(getconf CLK_TCK)
 
