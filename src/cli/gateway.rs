@@ -11,7 +11,7 @@ use wardgate::config;
 /// Runs the gateway until SIGTERM or SIGINT (SIGHUP reloads); config problems exit 2.
 pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let loaded = config_or_exit!(&path);
-    wardgate::logging::init(&loaded.config.log);
+    let _log = wardgate::logging::init(&loaded.config.log);
     let signals = wardgate::server::Signals::install().context("cannot listen for signals")?;
     let gateway = match wardgate::RunningGateway::start(loaded).await {
         Ok(gateway) => gateway,

@@ -336,7 +336,7 @@ impl Demo {
 
 /// Runs the demo until Ctrl-C (or SIGTERM).
 pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
-    crate::logging::init(&config::LogConfig::default());
+    let _log = crate::logging::init(&config::LogConfig::default());
     let mut signals = Signals::install().context("cannot listen for Ctrl-C")?;
     let demo = Demo::start(&options).await?;
     print!("{}", demo.instructions()?);

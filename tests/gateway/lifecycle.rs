@@ -1,7 +1,7 @@
 //! The gateway's life: graceful shutdown finishes in-flight requests, a bad reload keeps the
 //! running config, SIGHUP swaps the certificate without dropping open connections, SIGTERM
-//! stops the binary cleanly, idle or slow connections are closed, and shutdown closes idle
-//! connections at once and the rest when the grace period ends.
+//! stops the binary cleanly (with every log line written out), idle or slow connections are
+//! closed, and shutdown closes idle connections at once and the rest when the grace period ends.
 
 use std::process::Command;
 use std::time::Duration;
@@ -182,6 +182,60 @@ async fn sighup_reloads_the_certificate_without_dropping_open_connections() {
         process.terminate().await,
         Some(0),
         "SIGTERM is a clean stop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_file_gets_every_access_line_by_sigterm_and_no_colour_codes() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let config = standard_config(&pki, &upstream.url()).replace("  level: warn", "  level: info");
+    let path = write_config(&pki, &config);
+    // stderr into a file, as a service manager that appends to a log file runs it.
+    let log_path = pki.dir.path().join("wardgate.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut proxy_addr = None;
+    for _ in 0..200 {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        proxy_addr = log
+            .lines()
+            .find(|line| line.contains("wardgate is serving"))
+            .and_then(|line| line.split("proxy_addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|addr| addr.parse::<std::net::SocketAddr>().unwrap());
+        if proxy_addr.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let process = GatewayProcess {
+        child: KilledOnDrop(child),
+        proxy_addr: proxy_addr.expect("no \"wardgate is serving\" line in the log file"),
+    };
+
+    let statuses = get_concurrently(process.proxy_addr, &pki.ca_cert, 20).await;
+    assert_eq!(statuses, vec![StatusCode::OK; 20]);
+    assert_eq!(process.terminate().await, Some(0));
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let access = log
+        .lines()
+        .filter(|line| line.contains("wardgate::access") && line.contains("status=200"))
+        .count();
+    assert_eq!(
+        access, 20,
+        "one access line a request, all written by exit:\n{log}"
+    );
+    assert!(!log.contains('\x1b'), "colour codes in a log file:\n{log}");
+    assert!(
+        log.lines().last().unwrap().ends_with("stopped"),
+        "the last line is the stop:\n{log}"
     );
 }
 
