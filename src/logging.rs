@@ -9,6 +9,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Lines the writer may fall behind by. The queue's slots are allocated and written when it is
+/// made, 32 bytes each: `tracing-appender`'s default of 128,000 was 4 MB of resident memory.
+/// The writer takes all that waits at once, so a few thousand cover any burst it can keep up
+/// with.
+const QUEUED_LINES: usize = 8192;
+
 /// Keeps the log's writer thread running; dropped, it writes out the lines still queued
 /// (waiting a second at most). Hold it until the process is done logging.
 #[must_use = "dropping the guard stops the log's writer"]
@@ -21,12 +27,13 @@ pub struct LogGuard {
 /// Each line is formatted where it is logged and written by the writer thread, which writes
 /// whatever has queued up in one `write`: written at once, every access line cost a system
 /// call on the thread that serves requests (bench/README.md, "The access log"). Not lossy:
-/// when 128,000 lines wait, logging waits for the writer, as it waited for stderr before.
+/// when `QUEUED_LINES` wait, logging waits for the writer, as it waited for stderr before.
 pub fn init(config: &LogConfig) -> LogGuard {
     let filter =
         EnvFilter::try_new(directives(&config.level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
         .thread_name("wardgate-log")
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
