@@ -2,12 +2,19 @@
 //! stderr, written by a thread of their own. Nothing logged carries a token, a key, a field
 //! value or a raw request path.
 
+mod access_line;
+
 use std::io::{BufWriter, IsTerminal};
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::format::{format, JsonFields};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
+use access_line::AccessLines;
+
+/// The target of the access line, one a request: `info,wardgate::access=warn` leaves them out.
+pub const ACCESS_TARGET: &str = "wardgate::access";
 
 /// Lines the writer may fall behind by. The queue's slots are allocated and written when it is
 /// made, 32 bytes each: `tracing-appender`'s default of 128,000 was 4 MB of resident memory.
@@ -24,10 +31,11 @@ pub struct LogGuard {
 
 /// Installs the global subscriber; a second call (tests, demo) leaves the first in place.
 ///
-/// Each line is formatted where it is logged and written by the writer thread, which writes
-/// whatever has queued up in one `write`: written at once, every access line cost a system
-/// call on the thread that serves requests (bench/README.md, "The access log"). Not lossy:
-/// when `QUEUED_LINES` wait, logging waits for the writer, as it waited for stderr before.
+/// Each line is formatted where it is logged (the access line by `access_line`, the rest by
+/// tracing-subscriber) and written by the writer thread, which writes whatever has queued up in
+/// one `write`: written at once, every access line cost a system call on the thread that
+/// serves requests (bench/README.md, "The access log"). Not lossy: when `QUEUED_LINES` wait,
+/// logging waits for the writer, as it waited for stderr before.
 pub fn init(config: &LogConfig) -> LogGuard {
     let filter =
         EnvFilter::try_new(directives(&config.level)).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -42,8 +50,11 @@ pub fn init(config: &LogConfig) -> LogGuard {
         // Colour codes only for a person at a terminal, not into files and log shippers.
         .with_ansi(std::io::stderr().is_terminal());
     let installed = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.event_format(AccessLines::text(format())).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(AccessLines::json(format().json().flatten_event(true)))
+            .try_init(),
     };
     LogGuard {
         _writer: installed.is_ok().then_some(guard),

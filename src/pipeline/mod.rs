@@ -171,7 +171,14 @@ pub async fn handle(
     //   is released only once its record is committed.
     let announced = ctx.record_announced.take();
     let mut response = audit::seal(gateway, &mut ctx, announced, response).await;
-    finish(gateway, &runtime, &ctx, origin.as_ref(), &mut response);
+    finish(
+        gateway,
+        &runtime,
+        conn,
+        &ctx,
+        origin.as_ref(),
+        &mut response,
+    );
     response
 }
 
@@ -296,6 +303,7 @@ async fn admit(
 fn finish(
     gateway: &Shared,
     runtime: &Runtime,
+    conn: &ConnInfo,
     ctx: &RequestCtx,
     origin: Option<&HeaderValue>,
     response: &mut Response<ProxyBody>,
@@ -315,10 +323,11 @@ fn finish(
         .metrics
         .observe_request(route, &ctx.method, response.status(), elapsed.as_secs_f64());
     // The raw path is not logged: it can carry a patient id. The route names the resource.
+    // The peer's address as the connection wrote it once, not formatted again per request.
     tracing::info!(
-        target: "wardgate::access",
+        target: crate::logging::ACCESS_TARGET,
         request_id = ctx.request_id.to_str().unwrap_or_default(),
-        client = %ctx.peer.ip(),
+        client = %conn.peer_text.to_str().unwrap_or_default(),
         method = %ctx.method,
         route,
         template = ctx.route.as_ref().map_or("", |r| r.template.as_str()),

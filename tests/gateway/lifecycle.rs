@@ -226,7 +226,11 @@ async fn a_log_file_gets_every_access_line_by_sigterm_and_no_colour_codes() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     let access = log
         .lines()
-        .filter(|line| line.contains("wardgate::access") && line.contains("status=200"))
+        .filter(|line| {
+            line.contains("  INFO wardgate::access: request request_id=\"")
+                && line.contains(" client=127.0.0.1 method=GET route=\"")
+                && line.contains(" status=200 latency_ms=")
+        })
         .count();
     assert_eq!(
         access, 20,
