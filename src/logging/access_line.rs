@@ -161,7 +161,7 @@ impl Visit for Fields<'_, '_> {
             self.field(field, |out| EscapeControls(out).write_str(value));
         } else if value
             .bytes()
-            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+            .all(|b| printable_ascii(b) && b != b'"' && b != b'\\')
         {
             self.field(field, |out| {
                 out.write_char('"')?;
@@ -218,12 +218,17 @@ impl Visit for Fields<'_, '_> {
     }
 }
 
+/// A byte that stands for itself in any line: ASCII from space to `~`.
+fn printable_ascii(byte: u8) -> bool {
+    (b' '..=b'~').contains(&byte)
+}
+
 /// Writes through to the line, each control character (C0, DEL, C1) escaped as `{:?}` would.
 struct EscapeControls<'a, 'w>(&'a mut Writer<'w>);
 
 impl fmt::Write for EscapeControls<'_, '_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        if text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        if text.bytes().all(printable_ascii) {
             return self.0.write_str(text);
         }
         for c in text.chars() {
@@ -264,7 +269,8 @@ mod tests {
     use tracing::Level;
     use tracing_subscriber::fmt::format::{format, JsonFields};
 
-    use super::{AccessLines, ACCESS_TARGET};
+    use super::ACCESS_TARGET;
+    use crate::config::{LogConfig, LogFormat};
 
     /// Collects what a subscriber writes.
     #[derive(Clone, Default)]
@@ -306,38 +312,44 @@ mod tests {
         tracing::warn!(target: "wardgate::server", reason = "a \"quoted\" reason", "not an access line");
     }
 
-    fn text_lines(ours: bool, log: impl FnOnce()) -> String {
+    /// What `log` writes through the subscriber `logging::init` installs (`ours`), or through
+    /// tracing-subscriber's own formatter for the same layout, without colour.
+    fn lines(layout: LogFormat, ours: bool, log: impl FnOnce()) -> String {
         let captured = Captured::default();
         let sink = captured.clone();
+        let writer = move || sink.clone();
+        if ours {
+            let config = LogConfig {
+                format: layout,
+                level: "info".to_owned(),
+            };
+            let dispatch = crate::logging::subscriber(&config, writer, false);
+            tracing::dispatcher::with_default(&dispatch, log);
+            return captured.text();
+        }
         let builder = tracing_subscriber::fmt()
             .with_max_level(Level::INFO)
             .with_ansi(false)
-            .with_writer(move || sink.clone());
-        if ours {
-            let subscriber = builder.event_format(AccessLines::text(format())).finish();
-            tracing::subscriber::with_default(subscriber, log);
-        } else {
-            tracing::subscriber::with_default(builder.finish(), log);
+            .with_writer(writer);
+        match layout {
+            LogFormat::Text => tracing::subscriber::with_default(builder.finish(), log),
+            LogFormat::Json => tracing::subscriber::with_default(
+                builder
+                    .fmt_fields(JsonFields::new())
+                    .event_format(format().json().flatten_event(true))
+                    .finish(),
+                log,
+            ),
         }
         captured.text()
     }
 
+    fn text_lines(ours: bool, log: impl FnOnce()) -> String {
+        lines(LogFormat::Text, ours, log)
+    }
+
     fn json_lines(ours: bool, log: impl FnOnce()) -> String {
-        let captured = Captured::default();
-        let sink = captured.clone();
-        let builder = tracing_subscriber::fmt()
-            .with_max_level(Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .fmt_fields(JsonFields::new());
-        let standard = format().json().flatten_event(true);
-        if ours {
-            let subscriber = builder.event_format(AccessLines::json(standard)).finish();
-            tracing::subscriber::with_default(subscriber, log);
-        } else {
-            tracing::subscriber::with_default(builder.event_format(standard).finish(), log);
-        }
-        captured.text()
+        lines(LogFormat::Json, ours, log)
     }
 
     /// Each line without its timestamp (the two formatters did not run in the same

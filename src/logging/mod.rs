@@ -6,8 +6,11 @@ mod access_line;
 
 use std::io::{BufWriter, IsTerminal};
 
+use tracing::Dispatch;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::format::{format, JsonFields};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -37,27 +40,40 @@ pub struct LogGuard {
 /// serves requests (bench/README.md, "The access log"). Not lossy: when `QUEUED_LINES` wait,
 /// logging waits for the writer, as it waited for stderr before.
 pub fn init(config: &LogConfig) -> LogGuard {
-    let filter =
-        EnvFilter::try_new(directives(&config.level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("wardgate-log")
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    // Colour codes only for a person at a terminal, not into files and log shippers.
+    let installed = subscriber(config, writer, std::io::stderr().is_terminal()).try_init();
+    LogGuard {
+        _writer: installed.is_ok().then_some(guard),
+    }
+}
+
+/// The subscriber `init` installs, writing to `writer`: the configured filter and layout,
+/// access lines formatted by `access_line`.
+fn subscriber<W>(config: &LogConfig, writer: W, ansi: bool) -> Dispatch
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter =
+        EnvFilter::try_new(directives(&config.level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        // Colour codes only for a person at a terminal, not into files and log shippers.
-        .with_ansi(std::io::stderr().is_terminal());
-    let installed = match config.format {
-        LogFormat::Text => builder.event_format(AccessLines::text(format())).try_init(),
-        LogFormat::Json => builder
-            .fmt_fields(JsonFields::new())
-            .event_format(AccessLines::json(format().json().flatten_event(true)))
-            .try_init(),
-    };
-    LogGuard {
-        _writer: installed.is_ok().then_some(guard),
+        .with_ansi(ansi);
+    match config.format {
+        LogFormat::Text => {
+            Dispatch::new(builder.event_format(AccessLines::text(format())).finish())
+        }
+        LogFormat::Json => Dispatch::new(
+            builder
+                .fmt_fields(JsonFields::new())
+                .event_format(AccessLines::json(format().json().flatten_event(true)))
+                .finish(),
+        ),
     }
 }
 
