@@ -2,8 +2,10 @@
 # Load run: the rate limiter's cost. The demo (release build) runs without rate limits; a
 # second gateway runs the demo's config plus three policies on every route (per address, per
 # subject, per subject and patient) and the enumeration detector, with quotas high enough that
-# nothing is refused, so what differs is the counting. wrk reads a patient's records through
-# each, one after the other. Prints both wrk summaries.
+# nothing is refused, so what differs is the counting. A third has one policy per address at
+# one request a minute, so all but the first request are refused with 429: what a flood that
+# the limits stop costs. wrk reads a patient's records through each, one after the other.
+# Prints the three wrk summaries.
 #
 #   bash bench/limits-load.sh [seconds] [connections]
 #
@@ -33,10 +35,24 @@ enumeration:
 YAML
 start_run "$dir/limited.yaml" 127.0.0.1:29090
 
+sed -e 's/127.0.0.1:18443/127.0.0.1:38443/' -e 's/127.0.0.1:19090/127.0.0.1:39090/' \
+    -e 's/^data_dir: .*/data_dir: data-refusing/' "$config" >"$dir/refusing.yaml"
+cat >>"$dir/refusing.yaml" <<'YAML'
+rate_limits:
+  policies:
+    per-ip: { key: client_ip, rate: 1/min }
+  default: [per-ip]
+YAML
+start_run "$dir/refusing.yaml" 127.0.0.1:39090
+
 token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 1h)
-for run in "rate limits off:18443" "rate limits on (3 policies + enumeration):28443"; do
+for run in "rate limits off:18443" "rate limits on (3 policies + enumeration):28443" \
+  "over quota, every request but the first refused (1 policy):38443"; do
   echo; echo "== ${run%%:*}: wrk ${seconds}s, ${connections} connections, GET /api/patients/p-1001/records"
   wrk -t2 -c"$connections" -d"${seconds}s" --latency -H "authorization: Bearer $token" \
     "https://127.0.0.1:${run##*:}/api/patients/p-1001/records" | sed -n '1,16p'
 done
-curl -s http://127.0.0.1:29090/metrics | grep -E '^wardgate_rate_limited_total' || echo "(nothing was rate limited)"
+for admin in 29090 39090; do
+  echo; echo "== rate limited, as counted by the gateway on admin port $admin"
+  curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^wardgate_rate_limited_total' || echo "(nothing was rate limited)"
+done

@@ -1,7 +1,8 @@
 //! Rate limiter benchmarks.
 //!
 //! `check_*`: the cost of counting one request against a policy (what stage 4 does per policy
-//! per request), for one hot key and for keys spread over 100,000 clients.
+//! per request), for one hot key and for keys spread over 100,000 clients; `check_refused`, of
+//! a request over its quota (the refusal and when to come back), what a flood costs per request.
 //!
 //! `flood`: 10,000,000 distinct keys (a random-address flood) against one policy with the
 //! default `max_keys` of 100,000; prints how many buckets the policy holds and how much the
@@ -44,6 +45,16 @@ fn check(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % 100_000;
             policy.check(i)
+        })
+    });
+    let over_quota = self::limits("1/min", 1);
+    let strict = over_quota.get("per-ip").expect("policy").clone();
+    let _ = strict.check("10.9.9.9");
+    group.bench_function("check_refused", |b| {
+        b.iter(|| {
+            let refused = strict.check("10.9.9.9");
+            assert!(refused.is_err(), "the key is over its quota");
+            refused
         })
     });
     group.finish();
