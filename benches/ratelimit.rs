@@ -36,8 +36,8 @@ fn rss() -> u64 {
 }
 
 fn check(c: &mut Criterion) {
-    let limits = limits("4000000000/s", 4_000_000);
-    let policy = limits.get("per-ip").expect("policy").clone();
+    let generous = limits("4000000000/s", 4_000_000);
+    let policy = generous.get("per-ip").expect("policy").clone();
     let mut group = c.benchmark_group("ratelimit");
     group.bench_function("check_hot_key", |b| b.iter(|| policy.check("10.1.2.3")));
     let mut i = 0u32;
@@ -47,7 +47,7 @@ fn check(c: &mut Criterion) {
             policy.check(i)
         })
     });
-    let over_quota = self::limits("1/min", 1);
+    let over_quota = limits("1/min", 1);
     let strict = over_quota.get("per-ip").expect("policy").clone();
     let _ = strict.check("10.9.9.9");
     group.bench_function("check_refused", |b| {

@@ -68,8 +68,9 @@ impl Policy {
             .map_err(|not_until| Limited {
                 policy: self.name.clone(),
                 key: self.spec.key,
-                // The limiter's own clock: a new one (`DefaultClock::default()`) calibrates
-                // quanta's TSC clock first, about 28 µs per refusal.
+                // The limiter's own clock: making a new one (`DefaultClock::default()`) asks
+                // the CPU about its TSC with CPUID, which a hypervisor traps: about 28 µs a
+                // refusal on a virtual machine.
                 retry_after: not_until.wait_time_from(self.limiter.clock().now()),
                 quota: self.spec.rate.count,
                 window_secs: self.spec.rate.per.as_secs(),
