@@ -20,9 +20,16 @@ connections=${2:-64}
 prepare
 start_demo
 
-sed -e 's/127.0.0.1:18443/127.0.0.1:28443/' -e 's/127.0.0.1:19090/127.0.0.1:29090/' \
-    -e 's/^data_dir: .*/data_dir: data-limited/' "$config" >"$dir/limited.yaml"
-cat >>"$dir/limited.yaml" <<'YAML'
+# variant NAME PORT ADMIN_PORT: the demo's config on other ports and a data directory of its
+# own, the YAML on standard input appended; started, and ready when this returns.
+variant() {
+  sed -e "s/127.0.0.1:18443/127.0.0.1:$2/" -e "s/127.0.0.1:19090/127.0.0.1:$3/" \
+      -e "s/^data_dir: .*/data_dir: data-$1/" "$config" >"$dir/$1.yaml"
+  cat >>"$dir/$1.yaml"
+  start_run "$dir/$1.yaml" "127.0.0.1:$3"
+}
+
+variant limited 28443 29090 <<'YAML'
 rate_limits:
   policies:
     per-ip: { key: client_ip, rate: 1000000/s }
@@ -33,17 +40,13 @@ enumeration:
   window: 10m
   max_patients: { default: 1000 }
 YAML
-start_run "$dir/limited.yaml" 127.0.0.1:29090
 
-sed -e 's/127.0.0.1:18443/127.0.0.1:38443/' -e 's/127.0.0.1:19090/127.0.0.1:39090/' \
-    -e 's/^data_dir: .*/data_dir: data-refusing/' "$config" >"$dir/refusing.yaml"
-cat >>"$dir/refusing.yaml" <<'YAML'
+variant refusing 38443 39090 <<'YAML'
 rate_limits:
   policies:
     per-ip: { key: client_ip, rate: 1/min }
   default: [per-ip]
 YAML
-start_run "$dir/refusing.yaml" 127.0.0.1:39090
 
 token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 1h)
 for run in "rate limits off:18443" "rate limits on (3 policies + enumeration):28443" \
