@@ -5,7 +5,10 @@
 # nothing is refused, so what differs is the counting. A third has one policy per address at
 # one request a minute, so all but the first request are refused with 429: what a flood that
 # the limits stop costs. wrk reads a patient's records through each, one after the other.
-# Prints the three wrk summaries.
+# Then a forged token (another token's signature on a patient's claims) through the second,
+# where every one is checked and refused 401, and through the third, where the address is over
+# its quota and each is refused 429 before its signature is checked.
+# Prints the five wrk summaries and what each gateway counted.
 #
 #   bash bench/limits-load.sh [seconds] [connections]
 #
@@ -49,13 +52,20 @@ rate_limits:
 YAML
 
 token=$("$bin" token mint --role patient --sub patient-li --patient p-1001 --ttl 1h)
-for run in "rate limits off:18443" "rate limits on (3 policies + enumeration):28443" \
-  "over quota, every request but the first refused (1 policy):38443"; do
-  echo; echo "== ${run%%:*}: wrk ${seconds}s, ${connections} connections, GET /api/patients/p-1001/records"
-  wrk -t2 -c"$connections" -d"${seconds}s" --latency -H "authorization: Bearer $token" \
-    "https://127.0.0.1:${run##*:}/api/patients/p-1001/records" | sed -n '1,16p'
+other=$("$bin" token mint --role patient --sub patient-wu --patient p-1002 --ttl 1h)
+forged="${token%.*}.${other##*.}"
+for run in "rate limits off:18443:$token" "rate limits on (3 policies + enumeration):28443:$token" \
+  "over quota, every request but the first refused (1 policy):38443:$token" \
+  "forged tokens within quota, every signature checked (3 policies + enumeration):28443:$forged" \
+  "forged tokens from an address over quota, refused before the signature (1 policy):38443:$forged"; do
+  IFS=: read -r name port bearer <<<"$run"
+  echo; echo "== $name: wrk ${seconds}s, ${connections} connections, GET /api/patients/p-1001/records"
+  wrk -t2 -c"$connections" -d"${seconds}s" --latency -H "authorization: Bearer $bearer" \
+    "https://127.0.0.1:$port/api/patients/p-1001/records" | sed -n '1,16p'
 done
 for admin in 29090 39090; do
-  echo; echo "== rate limited, as counted by the gateway on admin port $admin"
-  curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^wardgate_rate_limited_total' || echo "(nothing was rate limited)"
+  echo; echo "== rate limited and signatures refused, as counted by the gateway on admin port $admin"
+  curl -s "http://127.0.0.1:$admin/metrics" |
+    grep -E '^wardgate_(rate_limited_total|authn_failures_total\{reason="bad_signature"\})' ||
+    echo "(nothing was rate limited or refused)"
 done

@@ -59,6 +59,16 @@ impl JwtVerifier {
         }
     }
 
+    /// The principal of a token verified earlier and still valid under the current keys,
+    /// without verifying it again; `None` for a token not seen (or not cached) before.
+    pub fn cached(&self, token: &str) -> Option<Arc<Principal>> {
+        if !self.verified.enabled() || token.len() > self.max_size {
+            return None;
+        }
+        self.verified
+            .get(&Fingerprint::of(token), &self.keys.current())
+    }
+
     /// The token's principal, shared with the verified-token cache.
     pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         if token.len() > self.max_size {

@@ -135,11 +135,27 @@ impl Identity {
             };
             return verifier.verify(token).await.map(Some);
         }
-        Ok(conn
-            .client_cert
+        Ok(self.service_account(conn))
+    }
+
+    /// The caller's principal when it is known without checking a signature: a bearer token
+    /// verified before (the cache), or a client certificate naming a service account. Only
+    /// for the record of a request refused before identification; never a way in.
+    pub fn recognize(&self, headers: &HeaderMap, conn: &ConnInfo) -> Option<Arc<Principal>> {
+        match headers.get(header::AUTHORIZATION) {
+            Some(value) => self
+                .jwt
+                .as_ref()?
+                .cached(bearer_token(value.to_str().ok()?)?),
+            None => self.service_account(conn),
+        }
+    }
+
+    fn service_account(&self, conn: &ConnInfo) -> Option<Arc<Principal>> {
+        conn.client_cert
             .as_ref()
             .and_then(|cert| self.services.principal(cert))
-            .map(Arc::new))
+            .map(Arc::new)
     }
 }
 

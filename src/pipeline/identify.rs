@@ -3,6 +3,9 @@
 //! not used; a presented but invalid credential is refused even where identity is optional.
 //! The client learns only "missing" or "invalid"; the specific reason goes to the logs, the
 //! metrics and (with the audit stage) the audit record.
+//!
+//! A request refused before this stage (a rate limit by address) is [`recognized`] instead:
+//! named in its record when its credentials were verified before, at no signature's cost.
 
 use std::sync::Arc;
 
@@ -49,4 +52,18 @@ pub async fn identify(
     );
     ctx.auth_failure = Some(failure.reason());
     Err(Rejection::Unauthenticated(failure))
+}
+
+/// Who a request refused before identification comes from, as far as is known without
+/// verifying anything: for its audit record and log line.
+pub fn recognized(
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    route: &Route,
+    headers: &HeaderMap,
+) -> Option<Arc<Principal>> {
+    if route.auth == AuthMode::None {
+        return None;
+    }
+    runtime.identity.as_ref()?.recognize(headers, conn)
 }

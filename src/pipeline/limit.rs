@@ -3,16 +3,39 @@
 //! and patient. Every policy counts; if any refuses, the one with the longest wait answers
 //! (429, `Retry-After`, `RateLimit-Policy`, `RateLimit`). Then the enumeration detector: a
 //! subject touching more distinct patients than its roles allow is throttled and flagged.
+//!
+//! The policies keyed by address need nothing but the address and are counted before
+//! identify ([`by_address`]), the rest after it ([`check`]): see `pipeline/mod.rs`. A request
+//! refused by address is therefore not counted by the others.
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 
 use super::route::Route;
 use super::{Rejection, RequestCtx};
 use crate::config::RateLimitKey;
-use crate::ratelimit::{Limited, Touch};
+use crate::ratelimit::{Limited, Policy, Touch};
 use crate::runtime::Runtime;
 use crate::server::Shared;
 
+/// Counts the request against the route's policies keyed by the client's address.
+pub fn by_address(
+    gateway: &Shared,
+    runtime: &Runtime,
+    ctx: &RequestCtx,
+    route: &Route,
+) -> Result<(), Rejection> {
+    count(
+        gateway,
+        policies(runtime, route)
+            .filter(|policy| policy.spec.key == RateLimitKey::ClientIp)
+            .map(|policy| policy.check(ctx.client)),
+    )
+}
+
+/// Counts the request against the route's other policies, once the caller is identified,
+/// then asks the enumeration detector.
 pub fn check(
     gateway: &Shared,
     runtime: &Runtime,
@@ -21,58 +44,30 @@ pub fn check(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<(), Rejection> {
-    let names = route
-        .rate_limits
-        .as_deref()
-        .unwrap_or(&runtime.rate_limits.default);
     let subject = ctx.principal.as_ref().map(|p| p.subject.as_str());
     let needs_patient = runtime.enumeration.is_some()
-        || names.iter().any(|name| {
-            runtime
-                .rate_limits
-                .get(name)
-                .is_some_and(|p| p.spec.key == RateLimitKey::SubjectPatient)
-        });
+        || policies(runtime, route).any(|p| p.spec.key == RateLimitKey::SubjectPatient);
     let patient = if needs_patient {
         super::authorize::patient_of(route, ctx, query, headers)
     } else {
         None
     };
 
-    let mut refused: Option<Limited> = None;
-    for name in names {
-        let Some(policy) = runtime.rate_limits.get(name) else {
-            continue;
-        };
-        let counted = match (policy.spec.key, subject, &patient) {
-            (RateLimitKey::ClientIp, _, _) | (RateLimitKey::Subject, None, _) => {
-                policy.check(ctx.client)
-            }
-            (RateLimitKey::Subject, Some(subject), _) => policy.check(subject),
-            (RateLimitKey::Route, _, _) => policy.check(route.name.as_str()),
+    count(
+        gateway,
+        policies(runtime, route).filter_map(|policy| match (policy.spec.key, subject, &patient) {
+            // Counted before identify (`by_address`).
+            (RateLimitKey::ClientIp, _, _) => None,
+            (RateLimitKey::Subject, None, _) => Some(policy.check(ctx.client)),
+            (RateLimitKey::Subject, Some(subject), _) => Some(policy.check(subject)),
+            (RateLimitKey::Route, _, _) => Some(policy.check(route.name.as_str())),
             (RateLimitKey::SubjectPatient, Some(subject), Some(patient)) => {
-                policy.check((subject, patient.as_str()))
+                Some(policy.check((subject, patient.as_str())))
             }
             // No subject or no patient: this policy does not apply to the request.
-            (RateLimitKey::SubjectPatient, _, _) => Ok(()),
-        };
-        if let Err(limited) = counted {
-            gateway
-                .metrics
-                .rate_limited
-                .with_label_values(&[limited.policy.as_str(), limited.key.as_str()])
-                .inc();
-            if refused
-                .as_ref()
-                .is_none_or(|worst| limited.retry_after > worst.retry_after)
-            {
-                refused = Some(limited);
-            }
-        }
-    }
-    if let Some(limited) = refused {
-        return Err(Rejection::RateLimited(limited));
-    }
+            (RateLimitKey::SubjectPatient, _, _) => None,
+        }),
+    )?;
 
     if let (Some(detector), Some(principal), Some(patient)) =
         (&runtime.enumeration, &ctx.principal, &patient)
@@ -110,4 +105,40 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// The policies that apply to the route: its own, or the default ones.
+fn policies<'a>(runtime: &'a Runtime, route: &'a Route) -> impl Iterator<Item = &'a Arc<Policy>> {
+    route
+        .rate_limits
+        .as_deref()
+        .unwrap_or(&runtime.rate_limits.default)
+        .iter()
+        .filter_map(|name| runtime.rate_limits.get(name))
+}
+
+/// Takes every count (each policy counts, refused or not) and, if any refused, answers with
+/// the longest wait.
+fn count(
+    gateway: &Shared,
+    counted: impl Iterator<Item = Result<(), Limited>>,
+) -> Result<(), Rejection> {
+    let mut refused: Option<Limited> = None;
+    for limited in counted.filter_map(Result::err) {
+        gateway
+            .metrics
+            .rate_limited
+            .with_label_values(&[limited.policy.as_str(), limited.key.as_str()])
+            .inc();
+        if refused
+            .as_ref()
+            .is_none_or(|worst| limited.retry_after > worst.retry_after)
+        {
+            refused = Some(limited);
+        }
+    }
+    match refused {
+        Some(limited) => Err(Rejection::RateLimited(limited)),
+        None => Ok(()),
+    }
 }

@@ -266,13 +266,22 @@ async fn admit(
             .map(Admission::Answered);
     }
 
+    // 4 limit, its policies keyed by address: ahead of identify, because they need nothing
+    //   but the address, and a flood of forged or expired tokens is then refused before each
+    //   costs a signature check (more than the whole rest of the request). The refused
+    //   request's record names the caller only if its token was verified before.
+    if let Err(refused) = limit::by_address(gateway, runtime, ctx, &route) {
+        ctx.principal = identify::recognized(runtime, conn, &route, request.headers());
+        return Err(refused);
+    }
+
     // 3 identify: after routing, because the route says whether identity is required; before
     //   authorization, which decides on the principal.
     ctx.principal =
         identify::identify(gateway, runtime, conn, ctx, &route, request.headers()).await?;
 
-    // 4 limit: after identify, so limits can count per subject; before authorize and
-    //   anything costlier, so a flood is refused cheaply.
+    // 4 limit, the other policies: after identify, so limits can count per subject; before
+    //   authorize and anything costlier, so a flood is refused cheaply.
     limit::check(
         gateway,
         runtime,

@@ -161,6 +161,97 @@ async fn per_address_limits_count_every_subject_from_that_address() {
     gateway.shutdown().await;
 }
 
+/// A token of the right shape whose payload was changed after signing: it fails only at the
+/// signature check.
+fn forged(valid: &str) -> String {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = valid.split('.');
+    let (head, payload, signature) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&engine.decode(payload).unwrap()).unwrap();
+    claims["sub"] = "dr-house".into();
+    let payload = engine.encode(serde_json::to_vec(&claims).unwrap());
+    format!("{head}.{payload}.{signature}")
+}
+
+#[tokio::test]
+async fn past_its_address_limit_a_flood_of_forged_tokens_is_refused_before_any_signature_check() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let yaml = config_with(
+        &pki,
+        &upstream.url(),
+        "",
+        "rate_limits:\n  policies:\n    per-ip: { key: client_ip, rate: 1/min, burst: 3 }\n  default: [per-ip]\n",
+    );
+    let gateway = start_gateway(&pki, &yaml).await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    let path = "/api/departments/cardiology/patients/p-1/records";
+    let doctor = doctor_token("dr-chen");
+    let forged = forged(&doctor);
+
+    assert_eq!(
+        client.fetch(get(path, &doctor)).await.status,
+        StatusCode::OK
+    );
+    // Within the address's burst, a forged token is checked and refused as such.
+    for _ in 0..2 {
+        let refused = client.fetch(get(path, &forged)).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    }
+    // Past it, the same address is refused before its token is looked at.
+    for _ in 0..5 {
+        let refused = client.fetch(get(path, &forged)).await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            refused.header("ratelimit-policy"),
+            Some("\"per-ip\";q=1;w=60")
+        );
+    }
+    assert_eq!(
+        metric(
+            &gateway,
+            "wardgate_authn_failures_total{reason=\"bad_signature\"}"
+        )
+        .await,
+        2.0,
+        "no signature is checked for a request refused by address"
+    );
+    // A caller whose token was verified before is refused the same way, and still named.
+    let limited = client.fetch(get(path, &doctor)).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        metric(
+            &gateway,
+            "wardgate_rate_limited_total{key_kind=\"client_ip\",policy=\"per-ip\"}"
+        )
+        .await,
+        6.0
+    );
+    assert_eq!(upstream.seen().len(), 1);
+
+    let records = AuditReader::open(&pki.path("data"))
+        .unwrap()
+        .query(&QueryFilter {
+            decision: Some("rate_limited".into()),
+            ..QueryFilter::default()
+        })
+        .unwrap();
+    let subjects: Vec<Option<&str>> = records.iter().map(|r| r.subject.as_deref()).collect();
+    assert_eq!(
+        subjects,
+        [None, None, None, None, None, Some("dr-chen")],
+        "a forged token names nobody; a verified one is named from the cache"
+    );
+    assert!(records.iter().all(|r| r.status == 429));
+    gateway.shutdown().await;
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_otherwise_it_is_ignored() {
     let policy = "rate_limits:\n  policies:\n    per-ip: { key: client_ip, rate: 1/min, burst: 1 }\n  default: [per-ip]\n";
