@@ -32,21 +32,28 @@ fn config_with(pki: &Pki, upstream_url: &str, server_extra: &str, extra: &str) -
     format!("{config}\n{extra}")
 }
 
+/// The YAML of one rate limit policy that every route uses.
+fn one_policy(name: &str, spec: &str) -> String {
+    format!("rate_limits:\n  policies:\n    {name}: {spec}\n  default: [{name}]\n")
+}
+
+/// A gateway in front of an echo upstream, with one rate limit policy on every route.
+async fn limited_by(name: &str, spec: &str) -> (Pki, Upstream, wardgate::RunningGateway) {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let yaml = config_with(&pki, &upstream.url(), "", &one_policy(name, spec));
+    let gateway = start_gateway(&pki, &yaml).await;
+    (pki, upstream, gateway)
+}
+
 fn get(path: &str, token: &str) -> Request<ClientBody> {
     with_token(Method::GET, path, token)
 }
 
 #[tokio::test]
 async fn a_burst_passes_then_429_with_its_headers_and_service_resumes_after_the_wait() {
-    let pki = Pki::new();
-    let upstream = Upstream::echo().await;
-    let yaml = config_with(
-        &pki,
-        &upstream.url(),
-        "",
-        "rate_limits:\n  policies:\n    per-subject: { key: subject, rate: 1/s, burst: 3 }\n  default: [per-subject]\n",
-    );
-    let gateway = start_gateway(&pki, &yaml).await;
+    let (pki, upstream, gateway) =
+        limited_by("per-subject", "{ key: subject, rate: 1/s, burst: 3 }").await;
     let mut client = Client::h2(&gateway, &pki.ca_cert).await;
     let patient = patient_token("p-1");
     for _ in 0..3 {
@@ -116,15 +123,8 @@ async fn a_burst_passes_then_429_with_its_headers_and_service_resumes_after_the_
 
 #[tokio::test]
 async fn per_address_limits_count_every_subject_from_that_address() {
-    let pki = Pki::new();
-    let upstream = Upstream::echo().await;
-    let yaml = config_with(
-        &pki,
-        &upstream.url(),
-        "",
-        "rate_limits:\n  policies:\n    per-ip: { key: client_ip, rate: 1/min, burst: 2 }\n  default: [per-ip]\n",
-    );
-    let gateway = start_gateway(&pki, &yaml).await;
+    let (pki, _upstream, gateway) =
+        limited_by("per-ip", "{ key: client_ip, rate: 1/min, burst: 2 }").await;
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
     let patient = patient_token("p-1");
     let doctor = doctor_token("dr-chen");
@@ -181,15 +181,8 @@ fn forged(valid: &str) -> String {
 
 #[tokio::test]
 async fn past_its_address_limit_a_flood_of_forged_tokens_is_refused_before_any_signature_check() {
-    let pki = Pki::new();
-    let upstream = Upstream::echo().await;
-    let yaml = config_with(
-        &pki,
-        &upstream.url(),
-        "",
-        "rate_limits:\n  policies:\n    per-ip: { key: client_ip, rate: 1/min, burst: 3 }\n  default: [per-ip]\n",
-    );
-    let gateway = start_gateway(&pki, &yaml).await;
+    let (pki, upstream, gateway) =
+        limited_by("per-ip", "{ key: client_ip, rate: 1/min, burst: 3 }").await;
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
     let path = "/api/departments/cardiology/patients/p-1/records";
     let doctor = doctor_token("dr-chen");
@@ -254,7 +247,7 @@ async fn past_its_address_limit_a_flood_of_forged_tokens_is_refused_before_any_s
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_otherwise_it_is_ignored() {
-    let policy = "rate_limits:\n  policies:\n    per-ip: { key: client_ip, rate: 1/min, burst: 1 }\n  default: [per-ip]\n";
+    let policy = &one_policy("per-ip", "{ key: client_ip, rate: 1/min, burst: 1 }");
     let forwarded = |address: &str| {
         let mut request = get("/api/patients/p-1/records", &patient_token("p-1"));
         request.headers_mut().insert(
@@ -583,7 +576,10 @@ async fn a_reload_keeps_the_counts_of_unchanged_policies() {
     let pki = Pki::new();
     let upstream = Upstream::echo().await;
     let policy = |rate: &str| {
-        format!("rate_limits:\n  policies:\n    per-subject: {{ key: subject, rate: {rate}, burst: 2 }}\n  default: [per-subject]\n")
+        one_policy(
+            "per-subject",
+            &format!("{{ key: subject, rate: {rate}, burst: 2 }}"),
+        )
     };
     let yaml = config_with(&pki, &upstream.url(), "", &policy("1/min"));
     let gateway = start_gateway(&pki, &yaml).await;
