@@ -6,7 +6,9 @@
 //!
 //! The policies keyed by address need nothing but the address and are counted before
 //! identify ([`by_address`]), the rest after it ([`check`]): see `pipeline/mod.rs`. A request
-//! refused by address is therefore not counted by the others.
+//! refused by address is therefore not counted by the others. A request that matches no route
+//! is counted by address too, against the default policies: an address scanning for paths
+//! spends the same quota as its other requests.
 
 use std::sync::Arc;
 
@@ -19,12 +21,13 @@ use crate::ratelimit::{Limited, Policy, Touch};
 use crate::runtime::Runtime;
 use crate::server::Shared;
 
-/// Counts the request against the route's policies keyed by the client's address.
+/// Counts the request against the route's policies keyed by the client's address (without a
+/// route, the default policies').
 pub fn by_address(
     gateway: &Shared,
     runtime: &Runtime,
     ctx: &RequestCtx,
-    route: &Route,
+    route: Option<&Route>,
 ) -> Result<(), Rejection> {
     count(
         gateway,
@@ -46,7 +49,7 @@ pub fn check(
 ) -> Result<(), Rejection> {
     let subject = ctx.principal.as_ref().map(|p| p.subject.as_str());
     let needs_patient = runtime.enumeration.is_some()
-        || policies(runtime, route).any(|p| p.spec.key == RateLimitKey::SubjectPatient);
+        || policies(runtime, Some(route)).any(|p| p.spec.key == RateLimitKey::SubjectPatient);
     let patient = if needs_patient {
         super::authorize::patient_of(route, ctx, query, headers)
     } else {
@@ -55,17 +58,19 @@ pub fn check(
 
     count(
         gateway,
-        policies(runtime, route).filter_map(|policy| match (policy.spec.key, subject, &patient) {
-            // Counted before identify (`by_address`).
-            (RateLimitKey::ClientIp, _, _) => None,
-            (RateLimitKey::Subject, None, _) => Some(policy.check(ctx.client)),
-            (RateLimitKey::Subject, Some(subject), _) => Some(policy.check(subject)),
-            (RateLimitKey::Route, _, _) => Some(policy.check(route.name.as_str())),
-            (RateLimitKey::SubjectPatient, Some(subject), Some(patient)) => {
-                Some(policy.check((subject, patient.as_str())))
+        policies(runtime, Some(route)).filter_map(|policy| {
+            match (policy.spec.key, subject, &patient) {
+                // Counted before identify (`by_address`).
+                (RateLimitKey::ClientIp, _, _) => None,
+                (RateLimitKey::Subject, None, _) => Some(policy.check(ctx.client)),
+                (RateLimitKey::Subject, Some(subject), _) => Some(policy.check(subject)),
+                (RateLimitKey::Route, _, _) => Some(policy.check(route.name.as_str())),
+                (RateLimitKey::SubjectPatient, Some(subject), Some(patient)) => {
+                    Some(policy.check((subject, patient.as_str())))
+                }
+                // No subject or no patient: this policy does not apply to the request.
+                (RateLimitKey::SubjectPatient, _, _) => None,
             }
-            // No subject or no patient: this policy does not apply to the request.
-            (RateLimitKey::SubjectPatient, _, _) => None,
         }),
     )?;
 
@@ -108,10 +113,12 @@ pub fn check(
 }
 
 /// The policies that apply to the route: its own, or the default ones.
-fn policies<'a>(runtime: &'a Runtime, route: &'a Route) -> impl Iterator<Item = &'a Arc<Policy>> {
+fn policies<'a>(
+    runtime: &'a Runtime,
+    route: Option<&'a Route>,
+) -> impl Iterator<Item = &'a Arc<Policy>> {
     route
-        .rate_limits
-        .as_deref()
+        .and_then(|route| route.rate_limits.as_deref())
         .unwrap_or(&runtime.rate_limits.default)
         .iter()
         .filter_map(|name| runtime.rate_limits.get(name))

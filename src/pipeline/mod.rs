@@ -251,7 +251,12 @@ async fn admit(
         Err(Rejection::MethodNotAllowed { .. }) if preflight.is_some() => {
             return Err(Rejection::CorsDenied)
         }
-        selected => selected?,
+        Err(unmatched) => {
+            // Still counted by address (4, below): scanning for paths spends the quota.
+            limit::by_address(gateway, runtime, ctx, None)?;
+            return Err(unmatched);
+        }
+        Ok(matched) => matched,
     };
     ctx.route = Some(route.clone());
     ctx.params = params;
@@ -270,7 +275,7 @@ async fn admit(
     //   but the address, and a flood of forged or expired tokens is then refused before each
     //   costs a signature check (more than the whole rest of the request). The refused
     //   request's record names the caller only if its token was verified before.
-    if let Err(refused) = limit::by_address(gateway, runtime, ctx, &route) {
+    if let Err(refused) = limit::by_address(gateway, runtime, ctx, Some(&route)) {
         ctx.principal = identify::recognized(runtime, conn, &route, request.headers());
         return Err(refused);
     }

@@ -246,6 +246,40 @@ async fn past_its_address_limit_a_flood_of_forged_tokens_is_refused_before_any_s
 }
 
 #[tokio::test]
+async fn requests_that_match_no_route_spend_their_address_quota() {
+    let (pki, upstream, gateway) =
+        limited_by("per-ip", "{ key: client_ip, rate: 1/min, burst: 2 }").await;
+    let mut client = Client::h1(&gateway, &pki.ca_cert).await;
+    assert_eq!(client.get("/wp-admin").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(client.get("/.env.bak").await.status, StatusCode::NOT_FOUND);
+    let scanning = client.get("/backup.zip").await;
+    assert_eq!(scanning.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        scanning.header("ratelimit-policy"),
+        Some("\"per-ip\";q=1;w=60")
+    );
+    // The same quota as the address's other requests.
+    assert_eq!(
+        client.get("/api/hospital/info").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert!(upstream.seen().is_empty());
+
+    let decisions: Vec<String> = AuditReader::open(&pki.path("data"))
+        .unwrap()
+        .query(&QueryFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|record| record.decision)
+        .collect();
+    assert_eq!(
+        decisions,
+        ["unmatched", "unmatched", "rate_limited", "rate_limited"]
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_otherwise_it_is_ignored() {
     let policy = &one_policy("per-ip", "{ key: client_ip, rate: 1/min, burst: 1 }");
     let forwarded = |address: &str| {
