@@ -66,6 +66,7 @@ pub struct Metrics {
     /// `area`: failing items of the last self-inspection run through the admin API.
     pub selfcheck_failures: IntGaugeVec,
     pub audit_queue_depth: IntGauge,
+    pub data_dir_available_bytes: IntGauge,
     pub audit_commit_duration: Histogram,
     pub audit_chain_head_seq: IntGauge,
     /// 1 when the last self-inspection found the audit chain broken; 0 otherwise (and before any).
@@ -259,6 +260,11 @@ impl Metrics {
                 .expect("valid metric"),
             audit_queue_depth: IntGauge::new("wardgate_audit_queue_depth", "Audit records waiting for the writer")
                 .expect("valid metric"),
+            data_dir_available_bytes: IntGauge::new(
+                "wardgate_data_dir_available_bytes",
+                "Bytes left for the embedded stores on the filesystem holding data_dir (sampled every 10 s)",
+            )
+            .expect("valid metric"),
             audit_commit_duration: Histogram::with_opts(
                 HistogramOpts::new("wardgate_audit_commit_duration_seconds", "Time to commit one batch of audit records")
                     .buckets(LATENCY_BUCKETS.to_vec()),
@@ -318,6 +324,7 @@ impl Metrics {
             Box::new(self.erasure_step_failures.clone()),
             Box::new(self.selfcheck_failures.clone()),
             Box::new(self.audit_queue_depth.clone()),
+            Box::new(self.data_dir_available_bytes.clone()),
             Box::new(self.audit_commit_duration.clone()),
             Box::new(self.audit_chain_head_seq.clone()),
             Box::new(self.audit_chain_broken.clone()),

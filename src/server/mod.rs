@@ -172,9 +172,10 @@ fn record_policy_load(stores: &Location, runtime: &Runtime) {
 }
 
 /// Every 10 seconds: evicts idle rate limit buckets and expired enumeration windows, so
-/// their memory follows the traffic.
-async fn housekeeping(shared: std::sync::Weak<Shared>) {
+/// their memory follows the traffic; and measures the room left in the data directory.
+async fn housekeeping(shared: std::sync::Weak<Shared>, data_dir: PathBuf) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut measured = true;
     loop {
         tick.tick().await;
         let Some(shared) = shared.upgrade() else {
@@ -184,6 +185,24 @@ async fn housekeeping(shared: std::sync::Weak<Shared>) {
         runtime.rate_limits.evict_idle();
         if let Some(detector) = &runtime.enumeration {
             detector.evict_expired();
+        }
+        // Off the serving thread: `statvfs` can block on a network filesystem.
+        let dir = data_dir.clone();
+        let available =
+            tokio::task::spawn_blocking(move || crate::store::space::available_bytes(&dir)).await;
+        match available {
+            Ok(Ok(bytes)) => {
+                measured = true;
+                shared
+                    .metrics
+                    .data_dir_available_bytes
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+            Ok(Err(err)) if measured => {
+                measured = false;
+                tracing::warn!(data_dir = %data_dir.display(), "cannot measure the room left in the data directory: {err}");
+            }
+            _ => {}
         }
     }
 }
@@ -342,7 +361,10 @@ impl RunningGateway {
             listen: (config.server.listen, config.admin.listen),
             reloading: tokio::sync::Mutex::new(()),
         });
-        tokio::spawn(housekeeping(Arc::downgrade(&shared)));
+        tokio::spawn(housekeeping(
+            Arc::downgrade(&shared),
+            config.data_dir.clone(),
+        ));
         crate::erasure::spawn(&shared);
         if let Some(every) = config.reload.watch_interval() {
             tokio::spawn(watch_files(Arc::downgrade(&shared), every));

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod postgres;
+pub mod space;
 pub mod sql;
 pub mod wal;
 

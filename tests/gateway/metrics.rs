@@ -126,3 +126,26 @@ async fn metrics_count_what_happened() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_room_left_for_the_stores_is_measured() {
+    let pki = Pki::new();
+    let upstream = Upstream::echo().await;
+    let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
+    // Measured as the gateway starts, off the serving thread: wait for the first sample.
+    let mut available = 0.0;
+    for _ in 0..50 {
+        available = metric(&gateway, "wardgate_data_dir_available_bytes").await;
+        if available > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stats = rustix::fs::statvfs(pki.path("data").as_path()).unwrap();
+    let total = (stats.f_blocks * stats.f_frsize) as f64;
+    assert!(
+        available > 0.0 && available <= total,
+        "{available} bytes available of {total}"
+    );
+    gateway.shutdown().await;
+}
