@@ -265,6 +265,9 @@ async fn requests_that_match_no_route_spend_their_address_quota() {
     );
     assert!(upstream.seen().is_empty());
 
+    // Unmatched and public requests are audited buffered: the records are certain to be
+    // committed once the gateway has stopped.
+    gateway.shutdown().await;
     let decisions: Vec<String> = AuditReader::open(&pki.path("data"))
         .unwrap()
         .query(&QueryFilter::default())
@@ -276,7 +279,6 @@ async fn requests_that_match_no_route_spend_their_address_quota() {
         decisions,
         ["unmatched", "unmatched", "rate_limited", "rate_limited"]
     );
-    gateway.shutdown().await;
 }
 
 #[tokio::test]
