@@ -426,7 +426,8 @@ async fn a_request_shed_while_its_body_comes_late_keeps_its_connection() {
                 .status
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The slow request holds the one place once the upstream has it.
+    slow.wait_for(1).await;
 
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
     let mut shed = with_token(Method::POST, "/api/patients/p-1/records", &token);

@@ -26,7 +26,7 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     let admin_addr = gateway.admin_addr;
     let mut client = Client::h1(&gateway, &pki.ca_cert).await;
     let in_flight = tokio::spawn(async move { client.get("/api/patients/p-1").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    upstream.wait_for(1).await;
 
     let shutdown = tokio::spawn(gateway.shutdown());
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -428,11 +428,12 @@ async fn shutdown_closes_idle_connections_at_once_and_cuts_off_what_outlasts_the
 
     // A request the upstream holds for longer than the grace period.
     let mut busy = Client::h1(&gateway, &pki.ca_cert).await;
+    let before = upstream.seen().len();
     let slow = tokio::spawn(async move {
         busy.try_send(Request::get("/api/patients/slow").body(no_body()).unwrap())
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    upstream.wait_for(before + 1).await;
 
     let grace_begins = std::time::Instant::now();
     let shutdown = tokio::spawn(gateway.shutdown());

@@ -127,6 +127,20 @@ impl Upstream {
         self.seen.lock().unwrap().clone()
     }
 
+    /// Waits until the upstream has received `count` requests in all (a request in flight
+    /// has reached it), for at most 20 s.
+    pub async fn wait_for(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.seen.lock().unwrap().len() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the upstream received {} of {count} requests in 20 s",
+                self.seen.lock().unwrap().len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// How many TCP connections the upstream has accepted.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
