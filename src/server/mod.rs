@@ -371,7 +371,11 @@ impl RunningGateway {
         }
         tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
         shared.ready.store(true, Ordering::SeqCst);
-        tokio::spawn(listener::accept_loop(proxy_listener, shared.clone()));
+        // Tracked with the connections: shutdown waits for the listener to close, so the port
+        // is free once "stopped" is logged.
+        shared
+            .tasks
+            .spawn(listener::accept_loop(proxy_listener, shared.clone()));
         let runtime = match tokio::runtime::Handle::current().runtime_flavor() {
             tokio::runtime::RuntimeFlavor::CurrentThread => "current_thread",
             _ => "multi_thread",
