@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wardgate::audit::store::{AuditReader, QueryFilter};
 
 use crate::support::*;
 
@@ -100,13 +99,10 @@ async fn a_burst_passes_then_429_with_its_headers_and_service_resumes_after_the_
         .await;
     assert_eq!(resumed.status, StatusCode::OK);
 
-    let limited_records = AuditReader::open(&pki.path("data"))
-        .unwrap()
-        .query(&QueryFilter {
-            decision: Some("rate_limited".into()),
-            ..QueryFilter::default()
-        })
-        .unwrap();
+    let limited_records = audit_trail(&pki)
+        .into_iter()
+        .filter(|r| r.decision == "rate_limited")
+        .collect::<Vec<_>>();
     assert_eq!(limited_records.len(), 1);
     assert_eq!(limited_records[0].status, 429);
     assert_eq!(limited_records[0].subject.as_deref(), Some("patient-li"));
@@ -228,13 +224,10 @@ async fn past_its_address_limit_a_flood_of_forged_tokens_is_refused_before_any_s
     );
     assert_eq!(upstream.seen().len(), 1);
 
-    let records = AuditReader::open(&pki.path("data"))
-        .unwrap()
-        .query(&QueryFilter {
-            decision: Some("rate_limited".into()),
-            ..QueryFilter::default()
-        })
-        .unwrap();
+    let records = audit_trail(&pki)
+        .into_iter()
+        .filter(|r| r.decision == "rate_limited")
+        .collect::<Vec<_>>();
     let subjects: Vec<Option<&str>> = records.iter().map(|r| r.subject.as_deref()).collect();
     assert_eq!(
         subjects,
@@ -268,10 +261,7 @@ async fn requests_that_match_no_route_spend_their_address_quota() {
     // Unmatched and public requests are audited buffered: the records are certain to be
     // committed once the gateway has stopped.
     gateway.shutdown().await;
-    let decisions: Vec<String> = AuditReader::open(&pki.path("data"))
-        .unwrap()
-        .query(&QueryFilter::default())
-        .unwrap()
+    let decisions: Vec<String> = audit_trail(&pki)
         .into_iter()
         .map(|record| record.decision)
         .collect();
@@ -316,10 +306,7 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_otherwise_it
         client.fetch(forwarded("203.0.113.6")).await.status,
         StatusCode::OK
     );
-    let clients: Vec<String> = AuditReader::open(&pki.path("data"))
-        .unwrap()
-        .query(&QueryFilter::default())
-        .unwrap()
+    let clients: Vec<String> = audit_trail(&pki)
         .into_iter()
         .map(|record| record.client)
         .collect();
@@ -393,10 +380,7 @@ async fn a_subject_reading_too_many_patients_is_throttled_and_flagged_once() {
         .await,
         1.0
     );
-    let flagged = AuditReader::open(&pki.path("data"))
-        .unwrap()
-        .query(&QueryFilter::default())
-        .unwrap()
+    let flagged = audit_trail(&pki)
         .into_iter()
         .filter(|r| r.flags.contains(&"enumeration_suspected".to_owned()))
         .count();

@@ -9,16 +9,10 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use rusqlite::params;
-use wardgate::audit::store::{AuditReader, QueryFilter};
 use wardgate::audit::AuditRecord;
 use wardgate::proxy::body::full;
 
 use crate::support::*;
-
-fn records(pki: &Pki) -> Vec<AuditRecord> {
-    let reader = AuditReader::open(&pki.path("data")).unwrap();
-    reader.query(&QueryFilter::default()).unwrap()
-}
 
 fn by_request_id(records: &[AuditRecord], id: &str) -> Vec<AuditRecord> {
     records
@@ -155,13 +149,13 @@ async fn every_kind_of_request_leaves_exactly_one_record() {
     }
     // Buffered records (unmatched, rejected, public) are committed shortly after: wait for
     // them rather than guess how long a busy machine takes.
-    let mut all = records(&pki);
+    let mut all = audit_trail(&pki);
     for _ in 0..100 {
         if all.len() >= count {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        all = records(&pki);
+        all = audit_trail(&pki);
     }
     let one = |i: usize| {
         let found = by_request_id(&all, &format!("case-{i}"));
@@ -425,7 +419,7 @@ async fn pruning_keeps_the_trail_verifiable() {
     }
     drop(c);
     let mut store = wardgate::audit::store::SqliteAuditStore::open(&pki.path("data")).unwrap();
-    let instance = records(&pki)[0].instance.clone();
+    let instance = audit_trail(&pki)[0].instance.clone();
     let cutoff = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -434,7 +428,7 @@ async fn pruning_keeps_the_trail_verifiable() {
     // Only up to the checkpoint at 50: records 51..70 are old but not yet anchored.
     assert_eq!(store.prune(&instance, cutoff).unwrap(), 50);
     drop(store);
-    let left = records(&pki);
+    let left = audit_trail(&pki);
     assert_eq!(left.first().unwrap().seq, 51);
     // The aged records fail their own hash, so verify only what pruning kept untouched.
     let (code, out) = wardgate(&["audit", "verify", "--from", "71"], &config);
@@ -516,7 +510,7 @@ async fn an_unavailable_store_refuses_durable_requests_and_recovers() {
         "service resumes when the store recovers"
     );
     // The refused request's record was kept and written once the store came back.
-    let outage = by_request_id(&records(&pki), "during-outage");
+    let outage = by_request_id(&audit_trail(&pki), "during-outage");
     assert_eq!(outage.len(), 1);
     assert_eq!(outage[0].status, 503);
     assert_eq!(outage[0].flags, ["audit_unavailable"]);
@@ -793,8 +787,10 @@ async fn a_killed_gateway_loses_no_acknowledged_request() {
         .unwrap();
     child.wait().unwrap();
 
-    let stored: std::collections::HashSet<String> =
-        records(&pki).into_iter().map(|r| r.request_id).collect();
+    let stored: std::collections::HashSet<String> = audit_trail(&pki)
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !stored.contains(*id))
@@ -840,7 +836,7 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer_and_a_recor
     assert_eq!(raw_status(&answer), 200, "{answer}");
     assert_eq!(upstream.last().path_and_query, "/api/patients/p-1");
     gateway.shutdown().await;
-    let records = by_request_id(&records(&pki), "half-closed");
+    let records = by_request_id(&audit_trail(&pki), "half-closed");
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].status, 200);
 }
@@ -932,7 +928,7 @@ async fn a_batch_waits_for_the_records_on_their_way_and_only_for_them() {
         .map(Result::unwrap);
     assert_eq!(within("the held request")(slow).status, StatusCode::OK);
     assert_eq!(within("the waiting request")(fast).status, StatusCode::OK);
-    let stored = records(&pki);
+    let stored = audit_trail(&pki);
     for id in ["lone", "slow", "fast"] {
         assert_eq!(by_request_id(&stored, id).len(), 1, "record of {id}");
     }

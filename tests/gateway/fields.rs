@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use wardgate::audit::store::{AuditReader, QueryFilter};
-use wardgate::audit::AuditRecord;
 use wardgate::proxy::body::{full, ProxyBody};
 
 use crate::support::*;
@@ -139,13 +137,6 @@ pub(crate) fn get(path: &str, token: &str) -> Request<ClientBody> {
         .unwrap()
 }
 
-fn records(pki: &Pki) -> Vec<AuditRecord> {
-    AuditReader::open(&pki.path("data"))
-        .unwrap()
-        .query(&QueryFilter::default())
-        .unwrap()
-}
-
 pub(crate) const PROFILE: &str = r#"{"name":"Li Wei","id_number":"110101199003071234","phone":"13812345678","guardian":{"name":"Li Na","id_number":"110101196502020022","phone":"13900001111"},"weight_kg":71.50,"visits":[1,2,3]}"#;
 
 #[tokio::test]
@@ -233,7 +224,7 @@ async fn the_upstream_holds_only_ciphertext_and_each_role_sees_what_the_policy_s
     assert_eq!(broke_glass.json()["diagnosis"], "stable angina");
 
     // The audit trail names the fields shown and masked, never a value.
-    let trail = records(&pki);
+    let trail = audit_trail(&pki);
     let receptionist_read = trail
         .iter()
         .find(|r| r.subject.as_deref() == Some("rc-liu"))
@@ -517,7 +508,7 @@ async fn tampered_swapped_and_shredded_ciphertexts_are_withheld_flagged_and_coun
         "110101199003071234"
     );
 
-    let flags: Vec<Vec<String>> = records(&pki)
+    let flags: Vec<Vec<String>> = audit_trail(&pki)
         .into_iter()
         .map(|r| r.flags)
         .filter(|f| !f.is_empty())

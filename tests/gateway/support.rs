@@ -566,6 +566,14 @@ pub fn raw_status(response: &str) -> u16 {
 // ---------------------------------------------------------------------------------------------
 
 /// GET over plain HTTP from the admin listener.
+/// Every record of the gateway's embedded audit trail, oldest first.
+pub fn audit_trail(pki: &Pki) -> Vec<wardgate::audit::AuditRecord> {
+    wardgate::audit::store::AuditReader::open(&pki.path("data"))
+        .unwrap()
+        .query(&wardgate::audit::store::QueryFilter::default())
+        .unwrap()
+}
+
 pub async fn admin_get(gateway: &RunningGateway, path: &str) -> Reply {
     let tcp = TcpStream::connect(gateway.admin_addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
