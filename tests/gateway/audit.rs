@@ -149,14 +149,13 @@ async fn every_kind_of_request_leaves_exactly_one_record() {
     }
     // Buffered records (unmatched, rejected, public) are committed shortly after: wait for
     // them rather than guess how long a busy machine takes.
-    let mut all = audit_trail(&pki);
-    for _ in 0..100 {
-        if all.len() >= count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        all = audit_trail(&pki);
-    }
+    let all = poll_until(
+        100,
+        Duration::from_millis(100),
+        async || audit_trail(&pki),
+        |all| all.len() >= count,
+    )
+    .await;
     let one = |i: usize| {
         let found = by_request_id(&all, &format!("case-{i}"));
         assert_eq!(found.len(), 1, "case {i}: {found:?}");

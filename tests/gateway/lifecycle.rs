@@ -163,14 +163,13 @@ async fn sighup_reloads_the_certificate_without_dropping_open_connections() {
         .issue_server(pki.dir.path(), "server", &["localhost", "127.0.0.1"])
         .unwrap();
     process.signal("HUP");
-    let mut after = before.clone();
-    for _ in 0..50 {
-        after = served_certificate(addr, &pki.ca_cert).await;
-        if after != before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let after = poll_until(
+        50,
+        Duration::from_millis(100),
+        async || served_certificate(addr, &pki.ca_cert).await,
+        |after| *after != before,
+    )
+    .await;
     assert_ne!(after, before, "new connections get the renewed certificate");
     assert_eq!(
         open.send_request(get()).await.unwrap().status(),

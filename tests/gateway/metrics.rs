@@ -92,14 +92,13 @@ async fn metrics_count_what_happened() {
         .await,
         2.0
     );
-    let mut open = 0.0;
-    for _ in 0..50 {
-        open = metric(&gateway, "wardgate_active_connections").await;
-        if open == 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let open = poll_until(
+        50,
+        std::time::Duration::from_millis(20),
+        async || metric(&gateway, "wardgate_active_connections").await,
+        |&open| open == 1.0,
+    )
+    .await;
     assert_eq!(open, 1.0, "the first client's connection is still open");
     assert_eq!(
         metric(&gateway, "wardgate_tls_handshake_errors_total").await,
@@ -133,14 +132,13 @@ async fn the_room_left_for_the_stores_is_measured() {
     let upstream = Upstream::echo().await;
     let gateway = start_gateway(&pki, &standard_config(&pki, &upstream.url())).await;
     // Measured as the gateway starts, off the serving thread: wait for the first sample.
-    let mut available = 0.0;
-    for _ in 0..50 {
-        available = metric(&gateway, "wardgate_data_dir_available_bytes").await;
-        if available > 0.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let available = poll_until(
+        50,
+        std::time::Duration::from_millis(50),
+        async || metric(&gateway, "wardgate_data_dir_available_bytes").await,
+        |&available| available > 0.0,
+    )
+    .await;
     let stats = rustix::fs::statvfs(pki.path("data").as_path()).unwrap();
     let total = (stats.f_blocks * stats.f_frsize) as f64;
     assert!(

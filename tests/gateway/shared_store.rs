@@ -290,17 +290,18 @@ async fn an_erasure_accepted_by_one_replica_is_carried_out_once_and_seen_by_all(
     let patient = token("ed-1", &patient_claims);
     for gateway in [&a, &b] {
         let mut client = Client::h1(gateway, &pki.ca_cert).await;
-        let mut status = StatusCode::OK;
-        for _ in 0..100 {
-            status = client
-                .fetch(with_token(Method::GET, "/api/patients/p-1", &patient))
-                .await
-                .status;
-            if status == StatusCode::GONE {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let status = poll_until(
+            100,
+            Duration::from_millis(100),
+            async || {
+                client
+                    .fetch(with_token(Method::GET, "/api/patients/p-1", &patient))
+                    .await
+                    .status
+            },
+            |&status| status == StatusCode::GONE,
+        )
+        .await;
         assert_eq!(status, StatusCode::GONE);
     }
 

@@ -130,15 +130,17 @@ impl Upstream {
     /// Waits until the upstream has received `count` requests in all (a request in flight
     /// has reached it), for at most 20 s.
     pub async fn wait_for(&self, count: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while self.seen.lock().unwrap().len() < count {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the upstream received {} of {count} requests in 20 s",
-                self.seen.lock().unwrap().len()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let seen = poll_until(
+            2000,
+            Duration::from_millis(10),
+            async || self.seen.lock().unwrap().len(),
+            |&seen| seen >= count,
+        )
+        .await;
+        assert!(
+            seen >= count,
+            "the upstream received {seen} of {count} requests in 20 s"
+        );
     }
 
     /// How many TCP connections the upstream has accepted.
@@ -565,7 +567,26 @@ pub fn raw_status(response: &str) -> u16 {
 // The admin listener
 // ---------------------------------------------------------------------------------------------
 
-/// GET over plain HTTP from the admin listener.
+/// Runs `probe` until `done` holds of its result, at most `tries` times, `every` apart, and
+/// returns the last result for the caller to assert on. For what the gateway does in the
+/// background (a commit, a reload, a replica's poll): waited for, not slept on a guess.
+pub async fn poll_until<T>(
+    tries: u32,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let mut last = probe().await;
+    for _ in 1..tries {
+        if done(&last) {
+            break;
+        }
+        tokio::time::sleep(every).await;
+        last = probe().await;
+    }
+    last
+}
+
 /// Every record of the gateway's embedded audit trail, oldest first.
 pub fn audit_trail(pki: &Pki) -> Vec<wardgate::audit::AuditRecord> {
     wardgate::audit::store::AuditReader::open(&pki.path("data"))
@@ -574,6 +595,7 @@ pub fn audit_trail(pki: &Pki) -> Vec<wardgate::audit::AuditRecord> {
         .unwrap()
 }
 
+/// GET over plain HTTP from the admin listener.
 pub async fn admin_get(gateway: &RunningGateway, path: &str) -> Reply {
     let tcp = TcpStream::connect(gateway.admin_addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
