@@ -7,8 +7,8 @@
 //! all of it these stalls). [`Backfill`] copies the log a little at a time instead, with PASSIVE
 //! checkpoints, which never block the writer; when the writer's own checkpoint comes due it
 //! finds almost nothing left to copy, and the log starts again from its beginning. A store
-//! nobody has committed to since the last complete copy is left alone, so an idle gateway
-//! does not checkpoint on every tick.
+//! nobody has committed to since the last complete copy is left alone, and looked at less
+//! often while it stays idle.
 //!
 //! On start the log is also copied in full and cut to zero bytes. A log left by the previous
 //! run is read back whole by SQLite's recovery, and on Linux 6.x with a large read-ahead
@@ -110,11 +110,15 @@ fn run(connection: &Connection, path: &Path, stopped: &mpsc::Receiver<()>, every
     let mut failing = false;
     // The store's version when a copy last left nothing behind.
     let mut copied_at = None;
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+    let mut wait = every;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
         let version = data_version(connection);
         if version.is_some() && version == copied_at {
+            // Nothing committed: an idle store is looked at less often, up to ten ticks apart.
+            wait = (wait * 2).min(every * 10);
             continue;
         }
+        wait = every;
         match checkpoint(connection, "PASSIVE") {
             Ok(done) => {
                 // A copy a reader held back is tried again on the next tick, commits or not.
