@@ -202,6 +202,14 @@ mod tests {
         assert!(bytes >= 500_000, "{bytes}");
     }
 
+    /// Gives the periodic copies up to 10 s to bring the 1,000 rows into the database file.
+    fn wait_for_the_copies(path: &Path) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while database_bytes(path) < 500_000 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn insert_one_more_row(writer: &rusqlite::Connection) {
         writer
             .execute("INSERT INTO t (v) VALUES ('last')", [])
@@ -225,10 +233,7 @@ mod tests {
         // Committed after the start: only the periodic copies can bring these rows into the
         // database file, as the writer's own checkpoint waits for 16,384 pages.
         write_rows(&mut writer);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while database_bytes(&path) < 500_000 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_the_copies(&path);
         drop(backfill);
         assert_rows_reached_the_database_file(&path);
         // The writer goes on committing after the copies, and everything reads back.
@@ -252,10 +257,7 @@ mod tests {
 
         // Nothing is committed after the reader leaves: the copies go on all the same.
         drop(reading);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while database_bytes(&path) < 500_000 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_the_copies(&path);
         drop(backfill);
         assert_rows_reached_the_database_file(&path);
     }
